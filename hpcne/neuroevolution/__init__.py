@@ -1,0 +1,9 @@
+"""Neuroevolution: NEProblem, GymNE and the networks they evolve."""
+
+from __future__ import annotations
+
+from hpcne.neuroevolution import net
+from hpcne.neuroevolution.gymne import GymNE
+from hpcne.neuroevolution.neproblem import NEProblem
+
+__all__ = ["GymNE", "NEProblem", "net"]

@@ -1,0 +1,591 @@
+"""GymNE: evolve policies for gymnasium environments (EvoTorch's ``GymNE``)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from hpcne.core import STREAM_EVALUATION, EvalResult
+from hpcne.neuroevolution.neproblem import NEProblem, NetworkSpec
+from hpcne.neuroevolution.net import ActClipLayer, ObsNormLayer, RunningStat
+from hpcne.neuroevolution.policies import ModuleLoop, make_batched_policy
+from hpcne.neuroevolution.rollout import EpisodeSettings, RolloutResult, run_lockstep
+from hpcne.seeding import derive_seed, generator_for
+from hpcne.tools import as_numpy
+
+__all__ = ["GymNE"]
+
+EnvSpec = str | Callable[..., gym.Env]
+_NOISE_KEY = 1  # extra key that separates action-noise streams from reset seeds
+AUTO_ROLLOUT_BATCH = 32
+
+
+def _env_label(env: EnvSpec) -> str:
+    return env if isinstance(env, str) else getattr(env, "__name__", repr(env))
+
+
+def make_env(env: EnvSpec, env_config: Mapping[str, Any], **extra: Any) -> gym.Env:
+    """Create an environment from a gymnasium id or a factory, with clear errors."""
+    try:
+        if isinstance(env, str):
+            return gym.make(env, **env_config, **extra)
+        return env(**env_config, **extra)
+    except gym.error.Error as err:
+        raise ValueError(
+            f"Could not create the environment {_env_label(env)!r}: {err} Check the id (for example "
+            "'CartPole-v1') and that its package is installed (MuJoCo environments need "
+            "`pip install 'hpcne[mujoco]'`)."
+        ) from err
+
+
+def _check_schedule(schedule: Any) -> tuple[float, ...] | None:
+    if schedule is None:
+        return None
+    values = tuple(float(v) for v in schedule)
+    if len(values) not in (2, 3) or (len(values) == 3 and not values[0] < values[1]):
+        raise ValueError(f"alive_bonus_schedule must be (t, bonus) or (t0, t1, bonus) with t0 < t1; got {schedule!r}.")
+    return values
+
+
+class GymNE(NEProblem):
+    """Maximise the total reward of a policy network in a gymnasium environment."""
+
+    def __init__(
+        self,
+        env: EnvSpec | None = None,
+        network: NetworkSpec | None = None,
+        *,
+        env_name: EnvSpec | None = None,
+        network_args: Mapping[str, Any] | None = None,
+        env_config: Mapping[str, Any] | None = None,
+        observation_normalization: bool = False,
+        num_episodes: int = 1,
+        episode_length: int | None = None,
+        decrease_rewards_by: float | None = None,
+        alive_bonus_schedule: tuple | None = None,
+        action_noise_stdev: float | None = None,
+        num_actors: int | str | None = "max",
+        actor_config: dict | None = None,
+        num_gpus_per_actor: float | str | None = None,
+        num_subbatches: int | None = None,
+        subbatch_size: int | None = None,
+        initial_bounds: tuple[Any, Any] | None = (-1e-5, 1e-5),
+        seed: int | None = None,
+        device: torch.device | str | None = None,
+        rollout_batch_size: int | None = None,
+    ) -> None:
+        """Create the problem; the environment's spaces and the network are checked here.
+
+        Args:
+            env: A gymnasium id (``"CartPole-v1"``) or a function returning an environment.
+            network: The policy: a network string, module, module class or function.
+            env_name: Alias of ``env`` (EvoTorch's older name).
+            network_args: Extra arguments/constants for the network.
+            env_config: Keyword arguments for ``gymnasium.make`` (or the env function).
+            observation_normalization: Normalise observations with running statistics.
+            num_episodes: Episodes per evaluation; the fitness is their mean return.
+            episode_length: Step limit per episode (on top of the env's own).
+            decrease_rewards_by: Subtracted from every reward (removes survival bonuses).
+            alive_bonus_schedule: ``(t, b)``: add ``b`` to rewards after step ``t``;
+                ``(t0, t1, b)``: ramp the bonus linearly from ``t0`` to ``t1``.
+            action_noise_stdev: Gaussian noise added to continuous actions during evaluation.
+            num_actors: Workers: ``"max"`` (default, all cores), an int, or None for in-process.
+            actor_config: Per-worker options (e.g. ``{"device": "cuda"}``).
+            num_gpus_per_actor: GPU share per worker.
+            num_subbatches: Dynamic split of populations into this many pieces.
+            subbatch_size: Dynamic split of populations into pieces of this size.
+            initial_bounds: Interval of the initial parameters.
+            seed: Run seed; reset seeds and action noise derive from it.
+            device: Device of the policy networks.
+            rollout_batch_size: Environments stepped side by side per worker (1 = one solution
+                at a time; None = automatic, up to 32). Results do not depend on it.
+        """
+        if env is not None and env_name is not None:
+            raise ValueError("Give the environment once: either env or env_name, not both.")
+        env = env if env is not None else env_name
+        if env is None:
+            raise ValueError("GymNE needs an environment: env='CartPole-v1' or a function returning one.")
+        if isinstance(env, gym.Env):
+            raise TypeError(
+                "GymNE needs an environment id or a function that creates one (each worker builds "
+                "its own); got an environment instance. Pass e.g. `lambda: MyEnv(...)` instead."
+            )
+        if not isinstance(env, str) and not callable(env):
+            raise TypeError(f"env must be a gymnasium id or a callable; got {type(env).__name__}.")
+        if network is None:
+            raise ValueError("GymNE needs a network, e.g. 'Linear(obs_length, act_length)'.")
+        for name, value in (("num_episodes", num_episodes), ("episode_length", episode_length)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
+                raise ValueError(f"{name} must be a positive int; got {value!r}.")
+        if rollout_batch_size is not None and (not isinstance(rollout_batch_size, int) or rollout_batch_size < 1):
+            raise ValueError(f"rollout_batch_size must be a positive int or None; got {rollout_batch_size!r}.")
+        if action_noise_stdev is not None and not action_noise_stdev >= 0:
+            raise ValueError(f"action_noise_stdev must be >= 0 or None; got {action_noise_stdev!r}.")
+
+        self._env_spec = env
+        self._env_config = dict(env_config or {})
+        self._observation_normalization = bool(observation_normalization)
+        self._num_episodes = int(num_episodes)
+        self._episode_length = None if episode_length is None else int(episode_length)
+        self._decrease_rewards_by = 0.0 if decrease_rewards_by is None else float(decrease_rewards_by)
+        self._alive_bonus_schedule = _check_schedule(alive_bonus_schedule)
+        self._action_noise_stdev = None if not action_noise_stdev else float(action_noise_stdev)
+        self._rollout_batch_size = rollout_batch_size
+        self._env: gym.Env | None = None
+        self._slot_envs: list[gym.Env] = []
+        self._policy_cache: dict[int, Any] = {}
+        self._interaction_count = 0
+        self._episode_count = 0
+        self._local_delta: list[RolloutResult] | None = None
+
+        probe = make_env(env, self._env_config)
+        try:
+            self._obs_space, self._act_space = self._check_spaces(probe)
+        finally:
+            probe.close()
+        self._obs_length = int(np.prod(self._obs_space.shape))
+        discrete = isinstance(self._act_space, gym.spaces.Discrete)
+        self._act_length = int(self._act_space.n) if discrete else int(np.prod(self._act_space.shape))
+        self._obs_stats = RunningStat(shape=self._obs_length) if self._observation_normalization else None
+        self._collected_stats = RunningStat(shape=self._obs_length) if self._observation_normalization else None
+
+        super().__init__(
+            "max",
+            network,
+            network_args=network_args,
+            initial_bounds=initial_bounds,
+            seed=seed,
+            num_actors=num_actors,
+            actor_config=actor_config,
+            num_gpus_per_actor=num_gpus_per_actor,
+            num_subbatches=num_subbatches,
+            subbatch_size=subbatch_size,
+            device=device,
+        )
+        self._check_network()
+
+    # ------------------------------------------------------------- validation
+    def _check_spaces(self, env: gym.Env) -> tuple[gym.spaces.Box, gym.Space]:
+        label = _env_label(self._env_spec)
+        obs_space, act_space = env.observation_space, env.action_space
+        if not isinstance(obs_space, gym.spaces.Box):
+            raise TypeError(
+                f"{label}: GymNE needs a Box observation space; got {obs_space}. "
+                "Wrap the environment (e.g. gymnasium.wrappers.FlattenObservation) to get one."
+            )
+        if not isinstance(act_space, (gym.spaces.Discrete, gym.spaces.Box)):
+            raise TypeError(
+                f"{label}: GymNE needs a Discrete or Box action space; got {act_space}. "
+                "Wrap the environment to expose one of these."
+            )
+        return obs_space, act_space
+
+    def _check_network(self) -> None:
+        net = self.network
+        try:
+            with torch.no_grad():
+                out = net(torch.zeros(self._obs_length, device=self.network_device))
+        except Exception as err:
+            raise ValueError(
+                f"The network cannot take an observation of length obs_length={self._obs_length}: {err}\n{net}"
+            ) from err
+        if out.numel() != self._act_length:
+            raise ValueError(
+                f"The network maps {self._obs_length} observation values to {out.numel()} outputs, but the "
+                f"action space {self._act_space} needs {self._act_length}. Use act_length in the network "
+                "string, e.g. 'Linear(obs_length, 64) >> Tanh() >> Linear(64, act_length)'."
+            )
+
+    # -------------------------------------------------------------- constants
+    @property
+    def _network_constants(self) -> dict[str, Any]:
+        return {
+            "obs_length": self._obs_length,
+            "act_length": self._act_length,
+            "obs_space": self._obs_space,
+            "act_space": self._act_space,
+            "obs_shape": tuple(self._obs_space.shape),
+            "act_shape": tuple(self._act_space.shape or ()),
+        }
+
+    @property
+    def env_id(self) -> str:
+        """A readable name of the environment."""
+        return _env_label(self._env_spec)
+
+    @property
+    def observation_normalization(self) -> bool:
+        """Whether observations are normalised with running statistics."""
+        return self._observation_normalization
+
+    def _settings(self, num_episodes: int | None = None, decrease_rewards_by: float | None = None) -> EpisodeSettings:
+        box = isinstance(self._act_space, gym.spaces.Box)
+        return EpisodeSettings(
+            num_episodes=self._num_episodes if num_episodes is None else int(num_episodes),
+            episode_length=self._episode_length,
+            decrease_rewards_by=self._decrease_rewards_by
+            if decrease_rewards_by is None
+            else float(decrease_rewards_by),
+            alive_bonus_schedule=self._alive_bonus_schedule,
+            action_noise_stdev=self._action_noise_stdev,
+            discrete=not box,
+            act_low=self._act_space.low.reshape(-1) if box else None,
+            act_high=self._act_space.high.reshape(-1) if box else None,
+        )
+
+    # -------------------------------------------------------------- env access
+    def _get_env(self) -> gym.Env:
+        if self._env is None:
+            self._env = make_env(self._env_spec, self._env_config)
+        return self._env
+
+    def get_env(self) -> gym.Env:
+        """The problem's own environment instance (created on first use)."""
+        return self._get_env()
+
+    def _envs(self, n: int) -> list[gym.Env]:
+        while len(self._slot_envs) < n:
+            self._slot_envs.append(make_env(self._env_spec, self._env_config))
+        return self._slot_envs[:n]
+
+    # -------------------------------------------------------------- evaluation
+    def _frozen_stats(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        stats = self._obs_stats
+        if stats is None or stats.count == 0:
+            return None, None
+        return stats.mean, stats.stdev
+
+    def _evaluate_local(self, values: np.ndarray, first_index: int, eval_round: int) -> EvalResult:
+        """Roll out the solutions with the statistics frozen; return fitnesses and deltas."""
+        if type(self)._evaluate_network is not GymNE._evaluate_network:
+            return self._evaluate_with_modules(values, first_index, eval_round)
+        n_jobs = values.shape[0] * self._num_episodes
+        slots = min(n_jobs, self._rollout_batch_size or AUTO_ROLLOUT_BATCH)
+        policy = self._policy_cache.get(slots)
+        if policy is None:
+            policy = self._policy_cache[slots] = make_batched_policy(self.network, slots)
+        mean, stdev = self._frozen_stats()
+        seed = self.seed
+        result = run_lockstep(
+            policy,
+            self._envs(slots),
+            values,
+            self._settings(),
+            episode_seed=lambda sol, ep: derive_seed(seed, STREAM_EVALUATION, eval_round, first_index + sol, ep),
+            noise_rng=lambda sol, ep: generator_for(
+                seed, STREAM_EVALUATION, eval_round, first_index + sol, ep, _NOISE_KEY
+            ),
+            obs_mean=mean,
+            obs_stdev=stdev,
+            collect_stats=self._observation_normalization,
+            index_offset=first_index,
+        )
+        return EvalResult(result.returns, result.episodes, result.interactions, result.obs_delta)
+
+    def _evaluate_with_modules(self, values: np.ndarray, first_index: int, eval_round: int) -> EvalResult:
+        """The per-solution path for subclasses that override ``_evaluate_network``."""
+        self._local_delta = []
+        try:
+            fitness = super()._evaluate_local(values, first_index, eval_round).fitness
+            parts = self._local_delta
+        finally:
+            self._local_delta = None
+        deltas = [p.obs_delta for p in parts if p.obs_delta is not None]
+        return EvalResult(
+            fitness,
+            episodes=sum(p.episodes for p in parts),
+            interactions=sum(p.interactions for p in parts),
+            obs_delta=np.sum(deltas, axis=0) if deltas else None,
+        )
+
+    def _evaluate_network(self, policy: nn.Module) -> float | torch.Tensor:
+        """The mean return of ``policy`` over ``num_episodes`` episodes."""
+        return self.run(policy, update_stats=True)["cumulative_reward"]
+
+    def run(
+        self,
+        policy: nn.Module | torch.Tensor | np.ndarray,
+        *,
+        update_stats: bool = False,
+        visualize: bool = False,
+        num_episodes: int | None = None,
+        decrease_rewards_by: float | None = None,
+    ) -> dict[str, float | int]:
+        """Run a policy (a module or a parameter vector) in the problem's environment.
+
+        Observations are normalised with the problem's statistics unless the policy starts with
+        its own ObsNormLayer (as :meth:`to_policy` builds it).
+
+        Args:
+            policy: The policy module, or a parameter vector.
+            update_stats: Count the steps and episodes and collect observation statistics.
+            visualize: Render the episodes (see :meth:`visualize` for files without a display).
+            num_episodes: Episodes to run (default: the problem's ``num_episodes``).
+            decrease_rewards_by: Override the reward offset.
+
+        Returns:
+            ``cumulative_reward`` (mean over episodes) and ``interaction_count`` (total steps).
+        """
+        if not isinstance(policy, nn.Module):
+            policy = self.make_net(policy)
+        normalizes_itself = isinstance(policy, nn.Sequential) and isinstance(policy[0], ObsNormLayer)
+        mean, stdev = (None, None) if normalizes_itself else self._frozen_stats()
+        settings = self._settings(num_episodes, decrease_rewards_by)
+        env = self._render_env() if visualize else self._get_env()
+        if getattr(self, "_eval_position", None) is not None:
+            eval_round, index = self._eval_position
+            seed = self.seed
+
+            def episode_seed(_sol: int, ep: int) -> int:
+                return derive_seed(seed, STREAM_EVALUATION, eval_round, index, ep)
+
+            def noise(_sol: int, ep: int) -> np.random.Generator:
+                return generator_for(seed, STREAM_EVALUATION, eval_round, index, ep, _NOISE_KEY)
+        else:
+            base = int(torch.randint(2**62, (1,), generator=self._generator))
+
+            def episode_seed(_sol: int, ep: int) -> int:
+                return derive_seed(base, ep)
+
+            def noise(_sol: int, ep: int) -> np.random.Generator:
+                return generator_for(base, ep, _NOISE_KEY)
+
+        result = run_lockstep(
+            _SingleModule(policy),
+            [env],
+            np.zeros((1, 0), np.float32),
+            settings,
+            episode_seed=episode_seed,
+            noise_rng=noise,
+            obs_mean=mean,
+            obs_stdev=stdev,
+            collect_stats=update_stats and self._observation_normalization,
+        )
+        if update_stats:
+            if self._local_delta is not None:
+                self._local_delta.append(result)
+            else:
+                self._apply_eval_result(
+                    EvalResult(result.returns, result.episodes, result.interactions, result.obs_delta)
+                )
+        return {"cumulative_reward": float(result.returns[0]), "interaction_count": result.interactions}
+
+    def _apply_eval_result(self, result: EvalResult) -> None:
+        self._episode_count += int(result.episodes)
+        self._interaction_count += int(result.interactions)
+        if result.obs_delta is not None and self._obs_stats is not None:
+            delta = RunningStat.unpack(result.obs_delta, self._obs_length)
+            self._obs_stats.update(delta)
+            self._collected_stats.update(delta)
+
+    def _on_worker_start(self) -> None:
+        self._env, self._slot_envs, self._policy_cache = None, [], {}
+
+    def _use_device(self, device: torch.device) -> None:
+        super()._use_device(device)
+        self._policy_cache = {}
+
+    def _sync_buffer(self) -> np.ndarray:
+        return self._obs_stats.pack() if self._obs_stats is not None else np.empty(0)
+
+    def _load_sync_buffer(self, buffer: np.ndarray) -> None:
+        if self._obs_stats is not None:
+            self._obs_stats = RunningStat.unpack(buffer, self._obs_length)
+
+    # ------------------------------------------------------------ visualizing
+    def _render_env(self) -> gym.Env:
+        mode = "human" if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") else "rgb_array"
+        return make_env(self._env_spec, self._env_config, render_mode=mode)
+
+    def visualize(
+        self,
+        policy: nn.Module | torch.Tensor | np.ndarray,
+        *,
+        num_episodes: int | None = 1,
+        decrease_rewards_by: float | None = None,
+        output: str | os.PathLike | None = None,
+    ) -> dict[str, Any]:
+        """Show the policy in a window, or, without a display, write an animated GIF.
+
+        Args:
+            policy: The policy module or a parameter vector.
+            num_episodes: Episodes to show.
+            decrease_rewards_by: Override the reward offset.
+            output: Where to write the animation (forces a file; default
+                ``<env>-rollout.gif`` when there is no display).
+
+        Returns:
+            The :meth:`run` results, plus ``"path"`` when a file was written.
+        """
+        if output is None and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            return self.run(policy, visualize=True, num_episodes=num_episodes, decrease_rewards_by=decrease_rewards_by)
+        path = Path(output or f"{self.env_id.replace('/', '_')}-rollout.gif")
+        frames: list[np.ndarray] = []
+        env = make_env(self._env_spec, self._env_config, render_mode="rgb_array")
+        recorder = _FrameRecorder(env, frames)
+        original, self._env = self._env, recorder
+        try:
+            results = self.run(policy, num_episodes=num_episodes, decrease_rewards_by=decrease_rewards_by)
+        finally:
+            self._env = original
+            env.close()
+        write_animation(frames, path)
+        print(f"hpcne: wrote {len(frames)} frames of {self.env_id} to {path}")
+        return {**results, "path": str(path)}
+
+    # ---------------------------------------------------------------- policies
+    def to_policy(self, x: Any, *, trainable_stats: bool = False, clip_actions: bool = True) -> nn.Module:
+        """A standalone policy module: [observation normalization] >> network >> [action clipping]."""
+        layers: list[nn.Module] = [self.make_net(x)]
+        if self._obs_stats is not None and self._obs_stats.count > 0:
+            layers.insert(0, ObsNormLayer(self._obs_stats, trainable_stats=trainable_stats))
+        if clip_actions and isinstance(self._act_space, gym.spaces.Box):
+            layers.append(ActClipLayer(self._act_space))
+        return layers[0] if len(layers) == 1 else nn.Sequential(*layers)
+
+    def save_solution(self, x: Any, fname: str | os.PathLike) -> Path:
+        """Save a parameter vector with its observation statistics to an HDF5 file (no pickle)."""
+        import h5py
+
+        import hpcne
+
+        path = Path(fname)
+        with h5py.File(path, "w") as f:
+            f["values"] = as_numpy(x, np.float32).reshape(-1)
+            if self._obs_stats is not None:
+                f["obs_stats"] = self._obs_stats.pack()
+            f.attrs.update(
+                env=self.env_id,
+                network=str(self._original_network) if isinstance(self._original_network, str) else repr(self.network),
+                obs_length=self._obs_length,
+                act_length=self._act_length,
+                hpcne_version=hpcne.__version__,
+            )
+        return path
+
+    # ----------------------------------------------------------- stats, counts
+    def _ensure_obsnorm(self) -> RunningStat:
+        if self._obs_stats is None:
+            raise ValueError("This feature needs observation_normalization=True.")
+        return self._obs_stats
+
+    def get_observation_stats(self) -> RunningStat:
+        """The observation statistics used for normalization."""
+        return self._ensure_obsnorm()
+
+    def set_observation_stats(self, rs: RunningStat) -> None:
+        """Replace the observation statistics."""
+        self._ensure_obsnorm()
+        self._obs_stats = rs.copy()
+
+    def update_observation_stats(self, rs: RunningStat) -> None:
+        """Merge another RunningStat into the observation statistics."""
+        self._ensure_obsnorm().update(rs)
+
+    def pop_observation_stats(self) -> RunningStat:
+        """Return the statistics collected since the last pop, and clear them."""
+        self._ensure_obsnorm()
+        result, self._collected_stats = self._collected_stats, RunningStat(shape=self._obs_length)
+        return result
+
+    @property
+    def episode_count(self) -> int:
+        """Episodes completed in evaluations."""
+        return self._episode_count
+
+    @episode_count.setter
+    def episode_count(self, n: int) -> None:
+        self._episode_count = int(n)
+
+    @property
+    def interaction_count(self) -> int:
+        """Environment steps taken in evaluations."""
+        return self._interaction_count
+
+    @interaction_count.setter
+    def interaction_count(self, n: int) -> None:
+        self._interaction_count = int(n)
+
+    def set_episode_count(self, n: int) -> None:
+        """Set the episode counter."""
+        self.episode_count = n
+
+    def set_interaction_count(self, n: int) -> None:
+        """Set the interaction counter."""
+        self.interaction_count = n
+
+    def _extra_status(self, batch: Any = None) -> dict[str, Any]:
+        return {
+            "total_interaction_count": self._interaction_count,
+            "total_episode_count": self._episode_count,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """The problem state plus counters and observation statistics."""
+        state = super().state_dict()
+        state["interaction_count"] = self._interaction_count
+        state["episode_count"] = self._episode_count
+        if self._obs_stats is not None:
+            state["obs_stats"] = self._obs_stats.pack()
+            state["collected_stats"] = self._collected_stats.pack()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        super().load_state_dict(state)
+        self._interaction_count = int(state["interaction_count"])
+        self._episode_count = int(state["episode_count"])
+        if self._obs_stats is not None:
+            if "obs_stats" not in state:
+                raise ValueError("The saved state has no observation statistics but normalization is on.")
+            self._obs_stats = RunningStat.unpack(state["obs_stats"], self._obs_length)
+            self._collected_stats = RunningStat.unpack(state["collected_stats"], self._obs_length)
+
+
+class _SingleModule(ModuleLoop):
+    """A one-slot batched policy around an existing module (no copy)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        self.slots = 1
+        self._nets = [net]
+        self._device = next((p.device for p in net.parameters()), torch.device("cpu"))
+
+    def load(self, slot: int, params: np.ndarray) -> None:
+        """The module already holds its parameters."""
+
+
+class _FrameRecorder(gym.Wrapper):
+    """Keeps every rendered frame of an ``rgb_array`` environment."""
+
+    def __init__(self, env: gym.Env, frames: list[np.ndarray]) -> None:
+        super().__init__(env)
+        self._frames = frames
+
+    def reset(self, **kwargs: Any) -> Any:
+        out = self.env.reset(**kwargs)
+        self._frames.append(self.env.render())
+        return out
+
+    def step(self, action: Any) -> Any:
+        out = self.env.step(action)
+        self._frames.append(self.env.render())
+        return out
+
+
+def write_animation(frames: list[np.ndarray], path: Path, fps: int = 30) -> None:
+    """Write RGB frames to an animated GIF with Pillow."""
+    from PIL import Image
+
+    if not frames:
+        raise ValueError("No frames were rendered; cannot write an animation.")
+    images = [Image.fromarray(np.asarray(f, dtype=np.uint8)) for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=math.ceil(1000 / fps), loop=0)

@@ -1,0 +1,184 @@
+"""Batched policies: evaluate many parameter vectors of one network architecture per call.
+
+A :class:`BatchedPolicy` has ``slots``; each slot holds one solution's parameters. The rollout
+engine loads a solution into a slot when the slot starts its episodes and calls the policy
+once per environment step on a ``(slots, obs_length)`` array. A row's output depends only on
+that row's parameters and observation, so a solution gets the same actions whether it shares
+the call with 63 others or runs alone: this is what makes batched and per-solution evaluation
+give identical fitnesses.
+
+Two implementations:
+
+- :class:`NumpyMLP` — for ``Linear``/element-wise-activation stacks (the usual policies); one
+  stacked ``matmul`` per layer on numpy float32 arrays, no torch dispatch per step.
+- :class:`ModuleLoop` — any ``nn.Module``: one module copy per slot, called in turn.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from hpcne.neuroevolution.net import layers as hl
+from hpcne.neuroevolution.net import reset_module_state
+
+__all__ = ["BatchedPolicy", "ModuleLoop", "NumpyMLP", "make_batched_policy"]
+
+
+class BatchedPolicy(Protocol):
+    """Parameters of several solutions of one architecture, applied to a batch of observations."""
+
+    slots: int
+
+    def load(self, slot: int, params: np.ndarray) -> None:
+        """Put one solution's flat parameter vector into ``slot``."""
+        ...
+
+    def reset(self, slot: int) -> None:
+        """Clear the recurrent state of ``slot`` (at an episode start)."""
+        ...
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """Map ``(slots, obs_length)`` float32 observations to ``(slots, out_length)`` outputs."""
+        ...
+
+
+def _clip_fn(lo: float, hi: float) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda x: np.clip(x, lo, hi, out=x)
+
+
+def _activation(module: nn.Module) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The numpy equivalent of an element-wise torch activation, or None if unknown."""
+    if isinstance(module, nn.Tanh):
+        return lambda x: np.tanh(x, out=x)
+    if isinstance(module, nn.ReLU):
+        return lambda x: np.maximum(x, 0.0, out=x)
+    if isinstance(module, nn.Sigmoid):
+        return lambda x: np.reciprocal(1.0 + np.exp(-x), dtype=np.float32)
+    if isinstance(module, nn.Identity):
+        return lambda x: x
+    if isinstance(module, nn.Hardtanh):
+        return _clip_fn(module.min_val, module.max_val)
+    if isinstance(module, hl.Clip):
+        return _clip_fn(module.lb, module.ub)
+    return None
+
+
+class NumpyMLP:
+    """A stack of Linear layers and element-wise activations, evaluated with numpy."""
+
+    def __init__(self, plan: list[tuple[str, object]], slots: int) -> None:
+        self.slots = slots
+        self._plan = plan  # ("linear", (out, in, bias, offset)) or ("act", fn)
+        self._weights: list[np.ndarray] = []
+        self._biases: list[np.ndarray | None] = []
+        for kind, spec in plan:
+            if kind == "linear":
+                out_f, in_f, bias, _ = spec  # type: ignore[misc]
+                self._weights.append(np.zeros((slots, out_f, in_f), np.float32))
+                self._biases.append(np.zeros((slots, out_f), np.float32) if bias else None)
+
+    @classmethod
+    def plan_for(cls, net: nn.Module) -> list[tuple[str, object]] | None:
+        """Return the layer plan of ``net`` if it is a Linear/activation stack, else None."""
+        modules = list(net) if isinstance(net, nn.Sequential) else [net]
+        plan: list[tuple[str, object]] = []
+        offset = 0
+        for m in modules:
+            if isinstance(m, nn.Linear):
+                plan.append(("linear", (m.out_features, m.in_features, m.bias is not None, offset)))
+                offset += m.weight.numel() + (0 if m.bias is None else m.bias.numel())
+            elif (fn := _activation(m)) is not None and not any(True for _ in m.parameters()):
+                plan.append(("act", fn))
+            else:
+                return None
+        if offset != sum(p.numel() for p in net.parameters()) or not any(k == "linear" for k, _ in plan):
+            return None
+        return plan
+
+    def load(self, slot: int, params: np.ndarray) -> None:
+        """Copy the parameter vector into the slot's weight matrices."""
+        layer = 0
+        for kind, spec in self._plan:
+            if kind != "linear":
+                continue
+            out_f, in_f, _bias, offset = spec  # type: ignore[misc]
+            n_w = out_f * in_f
+            self._weights[layer][slot] = params[offset : offset + n_w].reshape(out_f, in_f)
+            b = self._biases[layer]
+            if b is not None:
+                b[slot] = params[offset + n_w : offset + n_w + out_f]
+            layer += 1
+
+    def reset(self, slot: int) -> None:
+        """Stateless: nothing to reset."""
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """Apply every slot's network to its row of ``obs``."""
+        h = obs
+        layer = 0
+        for kind, spec in self._plan:
+            if kind == "linear":
+                h = np.matmul(self._weights[layer], h[:, :, None])[:, :, 0]
+                b = self._biases[layer]
+                if b is not None:
+                    h += b
+                layer += 1
+            else:
+                h = spec(h)  # type: ignore[operator]
+        return h
+
+
+class ModuleLoop:
+    """Any module: one copy per slot, each called on its own observation row."""
+
+    def __init__(self, net: nn.Module, slots: int) -> None:
+        self.slots = slots
+        self._nets = [copy.deepcopy(net) for _ in range(slots)]
+        self._device = next((p.device for p in net.parameters()), torch.device("cpu"))
+
+    def load(self, slot: int, params: np.ndarray) -> None:
+        """Copy the parameter vector into the slot's module."""
+        vec = torch.from_numpy(np.ascontiguousarray(params)).to(self._device)
+        with torch.no_grad():
+            torch.nn.utils.vector_to_parameters(vec, self._nets[slot].parameters())
+
+    def reset(self, slot: int) -> None:
+        """Clear the slot's recurrent state."""
+        reset_module_state(self._nets[slot])
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """Call each slot's module on its observation."""
+        x = torch.from_numpy(obs).to(self._device)
+        with torch.no_grad():
+            rows = [net(x[i]).reshape(-1) for i, net in enumerate(self._nets)]
+        return torch.stack(rows).to(torch.float32).cpu().numpy()
+
+
+def make_batched_policy(net: nn.Module, slots: int, *, kind: str = "auto") -> BatchedPolicy:
+    """Choose the fastest exact batched implementation for ``net``.
+
+    Args:
+        net: The network template (its parameters are not used).
+        slots: How many solutions are evaluated side by side.
+        kind: ``"auto"``, ``"numpy"`` (fails for unsupported nets) or ``"module"``.
+
+    Returns:
+        A batched policy.
+    """
+    if kind not in ("auto", "numpy", "module"):
+        raise ValueError(f"policy kind must be 'auto', 'numpy' or 'module'; got {kind!r}.")
+    on_cpu = all(p.device.type == "cpu" for p in net.parameters())
+    plan = NumpyMLP.plan_for(net) if kind != "module" and on_cpu else None
+    if plan is not None:
+        return NumpyMLP(plan, slots)
+    if kind == "numpy":
+        raise ValueError(
+            f"The numpy fast path handles Linear/activation stacks on the CPU; this network is not one:\n{net}"
+        )
+    return ModuleLoop(net, slots)

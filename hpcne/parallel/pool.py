@@ -1,0 +1,156 @@
+"""A local process pool: forked workers, each with its own copy of the problem and environments."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import signal
+import socket
+from collections import deque
+from multiprocessing.connection import Connection, wait
+
+import numpy as np
+import torch
+
+from hpcne.core import EvalResult, Problem
+from hpcne.parallel.errors import WorkerError
+from hpcne.parallel.split import pieces
+from hpcne.parallel.worker import Failure, evaluate_piece
+
+__all__ = ["PoolRuntime"]
+
+
+def _serve(problem: Problem, conn: Connection, threads: int) -> None:
+    """Worker loop: receive pieces, evaluate them, send results back, until told to stop."""
+    # The coordinator decides when to stop; a Ctrl-C or SLURM signal must not kill workers mid-piece.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)
+    torch.set_num_threads(threads)
+    problem._on_worker_start()
+    dtype, width = problem.wire_dtype, problem.solution_length
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:  # the coordinator is gone
+            return
+        if message[0] == "stop":
+            return
+        _, eval_round, start, sync = message
+        values = np.frombuffer(conn.recv_bytes(), dtype=dtype).reshape(-1, width)
+        problem._load_sync_buffer(sync)
+        result = evaluate_piece(problem, values, start, eval_round)
+        if isinstance(result, Failure):
+            conn.send(("error", result.host, result.solution_index, result.traceback))
+        else:
+            conn.send(("ok", result.fitness, result.episodes, result.interactions, result.obs_delta))
+
+
+class PoolRuntime:
+    """Evaluates on ``num_workers`` forked processes; the calling process only coordinates."""
+
+    is_main = True
+    stop_requested = False
+
+    def __init__(self, problem: Problem, num_workers: int, *, threads_per_worker: int = 1) -> None:
+        """Fork the workers.
+
+        Args:
+            problem: The problem; each worker gets a copy through ``fork`` (nothing is pickled).
+            num_workers: How many processes.
+            threads_per_worker: ``torch.set_num_threads`` in each worker.
+        """
+        if num_workers < 1:
+            raise ValueError(f"A process pool needs at least one worker; got {num_workers}.")
+        self._problem = problem
+        self.num_workers = num_workers
+        ctx = mp.get_context("fork")
+        self._conns: list[Connection] = []
+        self._procs: list[mp.process.BaseProcess] = []
+        for _ in range(num_workers):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_serve, args=(problem, child, threads_per_worker), daemon=True)
+            proc.start()
+            child.close()
+            self._conns.append(parent)
+            self._procs.append(proc)
+        self.host = socket.gethostname()
+
+    def describe(self) -> str:
+        """One line on the layout."""
+        return f"process pool, {self.num_workers} workers on {self.host} (pids {[p.pid for p in self._procs]})"
+
+    def evaluate(self, values: np.ndarray, eval_round: int) -> EvalResult:
+        """Hand out pieces to idle workers until all are evaluated; merge in piece order."""
+        p = self._problem
+        todo = deque(enumerate(pieces(len(values), self.num_workers, p.num_subbatches, p.subbatch_size)))
+        sync = p._sync_buffer()
+        results: dict[int, EvalResult] = {}
+        busy: dict[int, tuple[int, int]] = {}  # worker -> (piece number, start row)
+        idle = deque(range(self.num_workers))
+        while todo or busy:
+            while todo and idle:
+                w = idle.popleft()
+                number, (start, stop) = todo.popleft()
+                self._conns[w].send(("eval", eval_round, start, sync))
+                self._conns[w].send_bytes(np.ascontiguousarray(values[start:stop]))
+                busy[w] = (number, start)
+            ready = wait([self._conns[w] for w in busy] + [self._procs[w].sentinel for w in busy])
+            for w in list(busy):
+                if self._conns[w] in ready:
+                    message = self._recv(w, busy[w][1])
+                elif self._procs[w].sentinel in ready:
+                    self._died(w, busy[w][1])
+                else:
+                    continue
+                if message[0] == "error":
+                    _, host, index, text = message
+                    self.close()
+                    raise WorkerError(w, host, index, text, kind="pool worker")
+                _, fitness, episodes, interactions, delta = message
+                results[busy.pop(w)[0]] = EvalResult(fitness, episodes, interactions, delta)
+                idle.append(w)
+        return EvalResult.merge([results[i] for i in sorted(results)])
+
+    def _recv(self, w: int, start: int) -> tuple:
+        try:
+            return self._conns[w].recv()
+        except (EOFError, ConnectionError):
+            self._died(w, start)
+            raise  # unreachable: _died raises
+
+    def _died(self, w: int, start: int) -> None:
+        proc = self._procs[w]
+        proc.join(timeout=5)
+        code = proc.exitcode
+        how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
+        self.close()
+        raise WorkerError(
+            w,
+            self.host,
+            None,
+            f"Worker process {proc.pid} {how} while evaluating the piece starting at solution {start}.",
+            kind="pool worker",
+        )
+
+    def close(self) -> None:
+        """Stop the workers (politely, then by force)."""
+        for conn in self._conns:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                conn.send(("stop",))
+        for proc in self._procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=5)
+        for conn in self._conns:
+            conn.close()
+        self._conns, self._procs = [], []
+
+
+def cpu_count() -> int:
+    """The CPUs this process may use (respects affinity masks set by SLURM or taskset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
