@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -344,6 +345,7 @@ class Problem:
         self._active_generator = self._generator
         self._eval_position: tuple[int, int] | None = None  # (round, solution index) while evaluating
         self._eval_round = 0
+        self.eval_seconds = 0.0  # wall time spent in evaluate(), for the results log
         self._runtime: Runtime | None = None
 
     # ----------------------------------------------------------------- helpers
@@ -498,8 +500,10 @@ class Problem:
 
     def evaluate_values(self, values: torch.Tensor | np.ndarray) -> np.ndarray:
         """Evaluate the rows of ``values`` through the runtime; return float64 fitnesses."""
+        started = time.perf_counter()
         array = np.ascontiguousarray(as_numpy(values, self.wire_dtype))
         result = self.runtime.evaluate(array, self._eval_round)
+        self.eval_seconds += time.perf_counter() - started
         self._eval_round += 1
         self._apply_eval_result(result)
         return result.fitness

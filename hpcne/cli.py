@@ -1,0 +1,278 @@
+"""The ``hpcne`` command: train, resume, report, evaluate, info."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from hpcne.config import ConfigError, RunConfig, load_toml
+
+__all__ = ["main", "run"]
+
+# Flags of `hpcne train` that map onto RunConfig fields (flag dest == field name).
+_TRAIN_FLAGS: list[tuple[str, dict[str, Any]]] = [
+    ("--env", {"help": "gymnasium environment id (default CartPole-v1)"}),
+    ("--network", {"help": "policy network string"}),
+    ("--algo", {"help": "pgpe, snes, xnes, cem, cmaes or ga"}),
+    ("--popsize", {"type": int}),
+    ("--generations", {"type": int}),
+    ("--target-reward", {"type": float, "help": "stop when the center (or best) policy reaches this"}),
+    ("--max-interactions", {"type": int, "help": "stop after this many environment steps"}),
+    ("--seed", {"type": int}),
+    ("--num-episodes", {"type": int}),
+    ("--episode-length", {"type": int}),
+    ("--decrease-rewards-by", {"type": float}),
+    ("--run-dir", {"help": "output directory; an existing run there is resumed"}),
+    ("--checkpoint-every", {"type": int, "help": "generations between checkpoints"}),
+    ("--keep-checkpoints", {"type": int}),
+    ("--workers", {"help": "'max', a number, or 1 for in-process (ignored under MPI)"}),
+    ("--backend", {"choices": ["serial", "pool", "mpi"]}),
+    ("--rollout-batch-size", {"type": int}),
+    ("--eval-center-every", {"type": int}),
+    ("--log-interval", {"type": int}),
+]
+
+
+def _parse_value(text: str) -> Any:
+    """A TOML value (number, bool, string, array); bare words stay strings."""
+    import tomllib
+
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _config_from_args(args: argparse.Namespace, base: dict[str, Any]) -> RunConfig:
+    values = dict(base)
+    for flag, _ in _TRAIN_FLAGS:
+        dest = flag[2:].replace("-", "_")
+        value = getattr(args, dest, None)
+        if value is not None:
+            values[dest] = _parse_value(value) if dest == "workers" else value
+    if getattr(args, "obs_norm", None) is not None:
+        values["observation_normalization"] = args.obs_norm
+    options = dict(values.get("algo_options", {}))
+    for item in getattr(args, "opt", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--opt takes KEY=VALUE (e.g. --opt center_learning_rate=0.1); got {item!r}.")
+        options[key.strip()] = _parse_value(value.strip())
+    values["algo_options"] = options
+    return RunConfig.from_dict(values)
+
+
+def _resolve_config(args: argparse.Namespace) -> RunConfig:
+    """File, then saved run (for resume), then flags."""
+    base: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        base = load_toml(args.config)
+    if args.command == "resume":
+        from hpcne.io.checkpoint import CheckpointManager
+
+        checkpoint = CheckpointManager(Path(args.run_dir) / "checkpoints").load_latest()
+        if checkpoint is None:
+            raise ConfigError(f"{args.run_dir} has no checkpoint to resume from; start it with `hpcne train`.")
+        base = dataclasses.asdict(RunConfig.from_json(checkpoint.attrs["config"]))
+    config = _config_from_args(args, base)
+    if config.run_dir is None:
+        config.run_dir = str(config.default_run_dir())
+    return config
+
+
+def _comm() -> Any:
+    from hpcne.parallel.runtime import launcher_world_size
+
+    if launcher_world_size() > 1:
+        from mpi4py import MPI
+
+        return MPI.COMM_WORLD
+    return None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train (or resume) a run; every MPI rank runs this, rank 0 writes and prints."""
+    from hpcne.parallel import signals
+    from hpcne.parallel.runtime import use_backend
+    from hpcne.run import EXIT_ERROR, Trainer, build_problem
+
+    comm = _comm()
+    rank = 0 if comm is None else comm.Get_rank()
+    config = None
+    if rank == 0:
+        config = _resolve_config(args)
+    if comm is not None:  # rank 0 decides the config (it may come from the run's checkpoint)
+        text = comm.bcast(config.to_json() if config else None, root=0)
+        config = RunConfig.from_json(text)
+    assert config is not None
+    use_backend(config.backend)
+    signals.install_stop_handlers()
+    problem, error = None, None
+    try:
+        problem = build_problem(config)
+    except Exception as err:
+        error = f"{type(err).__name__}: {err}"
+    errors = [(0, socket.gethostname(), error)] if comm is None else comm.allgather((rank, socket.gethostname(), error))
+    failed = [(r, h, e) for r, h, e in errors if e is not None]
+    if failed:
+        if rank == 0:
+            for r, host, text in failed:
+                where = f"rank {r} on {host}" if comm is not None else host
+                print(f"hpcne: {where} could not build the problem: {text}", file=sys.stderr)
+        return EXIT_ERROR
+    assert problem is not None
+    problem.runtime  # noqa: B018 -- starts the workers; MPI worker ranks serve here and exit
+    try:
+        trainer = Trainer(config, problem, Path(config.run_dir))
+        return trainer.run()
+    finally:
+        problem.kill_actors()
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Summarise runs; optionally plot learning curves and export CSV."""
+    from hpcne.io.analysis import load_runs, plot_learning_curves, summarize
+
+    runs = load_runs(args.run_dirs)
+    table = summarize(runs)
+    import pandas as pd
+
+    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.2f}".format):
+        print(table.to_string())
+    if args.csv:
+        runs.to_csv(args.csv, index=False)
+        print(f"hpcne: wrote every generation of every run to {args.csv}")
+    if args.plot:
+        path = plot_learning_curves(runs, args.plot)
+        print(f"hpcne: wrote learning curves to {path}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Re-run the best or center policy of a run and report its score."""
+    import h5py
+    import numpy as np
+    import torch
+
+    from hpcne.io.checkpoint import CheckpointManager
+    from hpcne.io.results import RESULTS_FILENAME
+    from hpcne.neuroevolution.net import ObsNormLayer
+    from hpcne.run import build_problem, build_searcher
+
+    run_dir = Path(args.run_dir)
+    checkpoint = CheckpointManager(run_dir / "checkpoints").load_latest()
+    if checkpoint is None:
+        raise ConfigError(f"{run_dir} has no checkpoint; is it a run directory of `hpcne train`?")
+    config = RunConfig.from_json(checkpoint.attrs["config"])
+    config.workers, config.backend = None, "serial"
+    problem = build_problem(config)
+    if args.which == "center":
+        searcher = build_searcher(config, problem)
+        searcher.load_state_dict(checkpoint.state["searcher"])
+        center = searcher.status.get("center")
+        if center is None:
+            raise ConfigError(f"The {config.algo} searcher has no center; use --which best.")
+        policy = problem.to_policy(center)
+        label = f"center at generation {checkpoint.generation}"
+    else:
+        with h5py.File(run_dir / RESULTS_FILENAME, "r", swmr=True) as f:
+            values = f["best/values"][()]
+            generation = int(f["best/generation"][0])
+            stats = (f["best/obs_mean"][()], f["best/obs_stdev"][()]) if "best/obs_mean" in f else None
+        net = problem.make_net(values)
+        policy = net if stats is None else torch.nn.Sequential(ObsNormLayer.from_arrays(*stats), net)
+        label = f"best solution (found at generation {generation})"
+    scores = np.array([problem.run(policy, num_episodes=1)["cumulative_reward"] for _ in range(args.episodes)])
+    print(
+        f"hpcne: {config.env}, {label}: mean return {scores.mean():.2f} ± {scores.std():.2f} "
+        f"over {args.episodes} episodes (min {scores.min():.2f}, max {scores.max():.2f})"
+    )
+    if args.render:
+        problem.visualize(policy, output=args.render)
+    return 0
+
+
+def cmd_info(_args: argparse.Namespace) -> int:
+    """Versions, MPI library, ranks, hosts and the device map."""
+    import torch
+
+    from hpcne.parallel.devices import choose_device, env_local_rank
+    from hpcne.run import versions
+
+    comm = _comm()
+    local = env_local_rank() or 0
+    if comm is not None:
+        from mpi4py import MPI
+
+        local = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()
+    device = choose_device(local, {"device": "cuda"}, None, torch.device("cpu"))
+    me = (socket.gethostname(), local, str(device))
+    everyone = [me] if comm is None else comm.allgather(me)
+    if comm is not None and comm.Get_rank() != 0:
+        return 0
+    for name, version in versions().items():
+        print(f"{name:10s} {version}")
+    try:
+        from mpi4py import MPI
+
+        print(f"{'mpi4py':10s} {__import__('mpi4py').__version__}; {MPI.Get_library_version().splitlines()[0].strip()}")
+    except Exception as err:  # MPI missing or broken: say so, do not fail
+        print(f"{'mpi4py':10s} unavailable ({err})")
+    print(f"{'cuda':10s} {torch.cuda.is_available()} ({torch.cuda.device_count()} visible devices)")
+    print(f"ranks      {len(everyone)} on {len({h for h, _, _ in everyone})} hosts")
+    for rank, (host, local_rank, dev) in enumerate(everyone):
+        print(f"  rank {rank}: host {host}, node-local rank {local_rank}, device {dev}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hpcne", description="Neuroevolution on laptops and clusters.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train a policy (resumes an existing run directory)")
+    train.add_argument("config", nargs="?", help="TOML config file (flags override it)")
+    resume = sub.add_parser("resume", help="continue a run from its newest valid checkpoint")
+    resume.add_argument("run_dir")
+    for p in (train, resume):
+        for flag, kwargs in _TRAIN_FLAGS:
+            if p is resume and flag == "--run-dir":
+                continue
+            p.add_argument(flag, **kwargs)
+        p.add_argument("--obs-norm", action=argparse.BooleanOptionalAction, help="observation normalization")
+        p.add_argument("--opt", action="append", metavar="KEY=VALUE", help="an algorithm option (repeatable)")
+    report = sub.add_parser("report", help="summary table, learning curves, CSV")
+    report.add_argument("run_dirs", nargs="+")
+    report.add_argument("--plot", metavar="FILE.png")
+    report.add_argument("--csv", metavar="FILE.csv")
+    evaluate = sub.add_parser("evaluate", help="re-run the best or center policy of a run")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--episodes", type=int, default=10)
+    evaluate.add_argument("--which", choices=["best", "center"], default="center")
+    evaluate.add_argument("--render", metavar="FILE.gif", help="write an animation of one episode")
+    sub.add_parser("info", help="versions, MPI library, ranks, hosts and devices")
+    return parser
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Entry point of the ``hpcne`` console script and ``python -m hpcne``."""
+    args = _parser().parse_args(argv)
+    handlers = {
+        "train": cmd_train,
+        "resume": cmd_train,
+        "report": cmd_report,
+        "evaluate": cmd_evaluate,
+        "info": cmd_info,
+    }
+    try:
+        return handlers[args.command](args)
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"hpcne: error: {err}", file=sys.stderr)
+        return 2
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: exit with the command's status."""
+    sys.exit(run(argv))

@@ -1,0 +1,212 @@
+"""Run configuration: one dataclass, read from a TOML file and overridden by command-line flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["MUTABLE_KEYS", "ConfigError", "RunConfig", "config_differences", "load_toml"]
+
+DEFAULT_NETWORK = "Linear(obs_length, 16) >> Tanh() >> Linear(16, act_length)"
+
+# Settings a resumed run may change: they decide when to stop, how often to write, and where
+# the work runs, never what a generation computes.
+MUTABLE_KEYS = frozenset(
+    {
+        "generations",
+        "target_reward",
+        "max_interactions",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "workers",
+        "backend",
+        "run_dir",
+        "log_interval",
+        "eval_center_every",
+        "center_episodes",
+        "rollout_batch_size",
+        "num_subbatches",
+        "subbatch_size",
+    }
+)
+
+
+class ConfigError(ValueError):
+    """A configuration value or file is wrong; the message says which and how to fix it."""
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a training run.
+
+    Attributes:
+        env: Gymnasium environment id.
+        network: Policy network string (constants: obs_length, act_length, ...).
+        env_config: Keyword arguments for ``gymnasium.make``.
+        observation_normalization: Normalise observations with running statistics.
+        num_episodes: Episodes per evaluation of a solution.
+        episode_length: Step limit per episode (None: the environment's own).
+        decrease_rewards_by: Subtracted from every reward.
+        alive_bonus_schedule: ``[t, b]`` or ``[t0, t1, b]`` (see GymNE).
+        action_noise_stdev: Gaussian noise on continuous actions during training.
+        rollout_batch_size: Environments stepped side by side per worker (None: automatic).
+        algo: Search algorithm: pgpe, snes, xnes, cem, cmaes, ga.
+        algo_options: Keyword arguments of the algorithm (popsize, learning rates, ...).
+        popsize: Shortcut for ``algo_options["popsize"]``.
+        generations: Stop after this many generations.
+        target_reward: Stop when the center (or best) policy's evaluation reaches this.
+        max_interactions: Stop when this many environment steps were taken.
+        seed: Run seed; the same seed gives the same run.
+        run_dir: Output directory (default ``runs/<env>-<algo>-seed<seed>``).
+        checkpoint_every: Write a checkpoint every this many generations.
+        keep_checkpoints: How many checkpoints to keep.
+        workers: ``"max"``, an int, or 1 for in-process (ignored under MPI).
+        backend: Force ``serial``, ``pool`` or ``mpi`` (default: automatic).
+        num_subbatches: Dynamic load balancing: pieces per generation.
+        subbatch_size: Dynamic load balancing: solutions per piece.
+        eval_center_every: Evaluate the center policy every this many generations (0: never).
+        center_episodes: Episodes of each center evaluation.
+        log_interval: Print a progress line every this many generations (batch logs).
+    """
+
+    env: str = "CartPole-v1"
+    network: str = DEFAULT_NETWORK
+    env_config: dict[str, Any] = field(default_factory=dict)
+    observation_normalization: bool = False
+    num_episodes: int = 1
+    episode_length: int | None = None
+    decrease_rewards_by: float | None = None
+    alive_bonus_schedule: list[float] | None = None
+    action_noise_stdev: float | None = None
+    rollout_batch_size: int | None = None
+    algo: str = "pgpe"
+    algo_options: dict[str, Any] = field(default_factory=dict)
+    popsize: int | None = None
+    generations: int | None = 50
+    target_reward: float | None = None
+    max_interactions: int | None = None
+    seed: int = 0
+    run_dir: str | None = None
+    checkpoint_every: int = 10
+    keep_checkpoints: int = 3
+    workers: int | str | None = "max"
+    backend: str | None = None
+    num_subbatches: int | None = None
+    subbatch_size: int | None = None
+    eval_center_every: int = 1
+    center_episodes: int = 1
+    log_interval: int = 1
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "the configuration") -> RunConfig:
+        """Build a config, refusing unknown keys with a suggestion."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in values:
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else f" Known options: {', '.join(names)}."
+                raise ConfigError(f"Unknown option {key!r} in {source}.{hint}")
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Check types and ranges; raise ConfigError naming the option."""
+        from hpcne.algorithms import ALGORITHMS
+
+        if self.algo not in ALGORITHMS:
+            raise ConfigError(f"Unknown algo {self.algo!r}; choose one of {', '.join(sorted(ALGORITHMS))}.")
+        positive = ("num_episodes", "checkpoint_every", "keep_checkpoints", "center_episodes", "log_interval")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer; got {value!r}.")
+        for name in ("generations", "max_interactions", "episode_length", "popsize", "rollout_batch_size"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ConfigError(f"{name} must be a positive integer or unset; got {value!r}.")
+        if not isinstance(self.eval_center_every, int) or self.eval_center_every < 0:
+            raise ConfigError(
+                f"eval_center_every must be 0 (never) or a positive integer; got {self.eval_center_every!r}."
+            )
+        if self.generations is None and self.target_reward is None and self.max_interactions is None:
+            raise ConfigError("Nothing would stop the run: set generations, target_reward or max_interactions.")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer; got {self.seed!r}.")
+        if self.backend not in (None, "serial", "pool", "mpi"):
+            raise ConfigError(f"backend must be serial, pool or mpi; got {self.backend!r}.")
+        if not (self.workers in (None, "max") or (isinstance(self.workers, int) and self.workers >= 0)):
+            raise ConfigError(f"workers must be 'max' or a non-negative integer; got {self.workers!r}.")
+        if not isinstance(self.algo_options, dict):
+            raise ConfigError(f"algo_options must be a table of keyword arguments; got {self.algo_options!r}.")
+
+    def searcher_options(self) -> dict[str, Any]:
+        """The algorithm's keyword arguments: defaults for the algorithm, then the user's."""
+        options = dict(ALGO_DEFAULTS.get(self.algo, {}))
+        options.update(self.algo_options)
+        if self.popsize is not None:
+            options["popsize"] = self.popsize
+        return options
+
+    def default_run_dir(self) -> Path:
+        """``runs/<env>-<algo>-seed<seed>``."""
+        return Path("runs") / f"{self.env.replace('/', '_')}-{self.algo}-seed{self.seed}"
+
+    def to_json(self) -> str:
+        """The config as JSON (stored in checkpoints and results files)."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunConfig:
+        """Inverse of :meth:`to_json`."""
+        return cls.from_dict(json.loads(text), source="the saved configuration")
+
+
+# Defaults per algorithm when the user gives no options: chosen so that `hpcne train --env
+# CartPole-v1` solves it in about a minute on 2 cores (see examples/ for other tasks).
+ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
+    "pgpe": {
+        "popsize": 50,
+        "center_learning_rate": 0.1,
+        "stdev_learning_rate": 0.1,
+        "radius_init": 4.5,
+        "optimizer": "clipup",
+    },
+    "snes": {"stdev_init": 0.5},
+    "xnes": {"stdev_init": 0.5},
+    "cem": {"popsize": 50, "parenthood_ratio": 0.25, "stdev_init": 0.5},
+    "cmaes": {"stdev_init": 0.5},
+    "ga": {"popsize": 50, "mutation_stdev": 0.1},
+}
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file: top-level keys are RunConfig fields; ``[algo_options]`` a table."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"Config file {path} does not exist.") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"Config file {path} is not valid TOML: {err}") from None
+
+
+def config_differences(saved: RunConfig, new: RunConfig) -> list[str]:
+    """Differences between a run's saved config and a new one that a resume may not accept."""
+    old, cur = dataclasses.asdict(saved), dataclasses.asdict(new)
+    return [
+        f"{key}: the run has {old[key]!r}, the new configuration {cur[key]!r}"
+        for key in old
+        if key not in MUTABLE_KEYS and old[key] != cur[key]
+    ]
