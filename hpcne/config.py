@@ -82,7 +82,7 @@ class RunConfig:
     env: str = "CartPole-v1"
     network: str = DEFAULT_NETWORK
     env_config: dict[str, Any] = field(default_factory=dict)
-    observation_normalization: bool = False
+    observation_normalization: bool = True
     num_episodes: int = 1
     episode_length: int | None = None
     decrease_rewards_by: float | None = None
@@ -177,7 +177,7 @@ class RunConfig:
 ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
     "pgpe": {
         "popsize": 50,
-        "center_learning_rate": 0.1,
+        "center_learning_rate": 0.2,
         "stdev_learning_rate": 0.1,
         "radius_init": 4.5,
         "optimizer": "clipup",
