@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hpcne.core import STREAM_EVALUATION, EvalResult
+from hpcne.core import STREAM_EVALUATION, EvalResult, Solution
 from hpcne.neuroevolution.neproblem import NEProblem, NetworkSpec
 from hpcne.neuroevolution.net import ActClipLayer, ObsNormLayer, RunningStat
 from hpcne.neuroevolution.policies import ModuleLoop, make_batched_policy
@@ -48,11 +48,15 @@ def make_env(env: EnvSpec, env_config: Mapping[str, Any], **extra: Any) -> gym.E
 
 
 def _check_schedule(schedule: Any) -> tuple[float, ...] | None:
+    """Validate ``alive_bonus_schedule``: ``(t, bonus)`` or ``(t0, t1, bonus)`` with ``t0 <= t1``."""
     if schedule is None:
         return None
-    values = tuple(float(v) for v in schedule)
-    if len(values) not in (2, 3) or (len(values) == 3 and not values[0] < values[1]):
-        raise ValueError(f"alive_bonus_schedule must be (t, bonus) or (t0, t1, bonus) with t0 < t1; got {schedule!r}.")
+    try:
+        values = tuple(float(v) for v in schedule)
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) not in (2, 3) or (len(values) == 3 and not values[0] <= values[1]):
+        raise ValueError(f"alive_bonus_schedule must be (t, bonus) or (t0, t1, bonus) with t0 <= t1; got {schedule!r}.")
     return values
 
 
@@ -95,9 +99,12 @@ class GymNE(NEProblem):
             num_episodes: Episodes per evaluation; the fitness is their mean return.
             episode_length: Step limit per episode (on top of the env's own).
             decrease_rewards_by: Subtracted from every reward (removes survival bonuses).
-            alive_bonus_schedule: ``(t, b)``: add ``b`` to rewards after step ``t``;
-                ``(t0, t1, b)``: ramp the bonus linearly from ``t0`` to ``t1``.
-            action_noise_stdev: Gaussian noise added to continuous actions during evaluation.
+            alive_bonus_schedule: ``(t, b)``: add ``b`` to the reward of every step from step
+                ``t`` on (steps counted from 1); ``(t0, t1, b)``: add ``(t - t0) / (t1 - t0) * b``
+                for ``t0 <= t < t1`` and ``b`` from step ``t1`` on (as EvoTorch).
+            action_noise_stdev: Stdev of Gaussian noise added to the network's output before it
+                becomes an action (before the argmax of a Discrete space or the clipping of a
+                Box), in every rollout; None for no noise.
             num_actors: Workers: ``"max"`` (default, all cores), an int, or None for in-process.
             actor_config: Per-worker options (e.g. ``{"device": "cuda"}``).
             num_gpus_per_actor: GPU share per worker.
@@ -126,7 +133,9 @@ class GymNE(NEProblem):
         for name, value in (("num_episodes", num_episodes), ("episode_length", episode_length)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
                 raise ValueError(f"{name} must be a positive int; got {value!r}.")
-        if rollout_batch_size is not None and (not isinstance(rollout_batch_size, int) or rollout_batch_size < 1):
+        if rollout_batch_size is not None and (
+            isinstance(rollout_batch_size, bool) or not isinstance(rollout_batch_size, int) or rollout_batch_size < 1
+        ):
             raise ValueError(f"rollout_batch_size must be a positive int or None; got {rollout_batch_size!r}.")
         if action_noise_stdev is not None and not action_noise_stdev >= 0:
             raise ValueError(f"action_noise_stdev must be >= 0 or None; got {action_noise_stdev!r}.")
@@ -207,15 +216,28 @@ class GymNE(NEProblem):
 
     # -------------------------------------------------------------- constants
     @property
+    def _box_act_space(self) -> gym.spaces.Box:
+        """The action space as the network sees it: a Discrete(n) space is a Box of n scores."""
+        if isinstance(self._act_space, gym.spaces.Discrete):
+            return gym.spaces.Box(low=-np.inf, high=np.inf, shape=(self._act_length,), dtype=np.float32)
+        return self._act_space
+
+    @property
     def _network_constants(self) -> dict[str, Any]:
+        """``obs_length``, ``act_length``, the spaces and their shapes (as in EvoTorch)."""
         return {
             "obs_length": self._obs_length,
             "act_length": self._act_length,
             "obs_space": self._obs_space,
-            "act_space": self._act_space,
+            "act_space": self._box_act_space,
             "obs_shape": tuple(self._obs_space.shape),
-            "act_shape": tuple(self._act_space.shape or ()),
+            "act_shape": tuple(self._box_act_space.shape),
         }
+
+    @property
+    def _str_network_constants(self) -> dict[str, Any]:
+        """In network strings ``obs_space`` and ``act_space`` are shapes (as in EvoTorch)."""
+        return {"obs_space": tuple(self._obs_space.shape), "act_space": tuple(self._box_act_space.shape)}
 
     @property
     def env_id(self) -> str:
@@ -240,6 +262,8 @@ class GymNE(NEProblem):
             discrete=not box,
             act_low=self._act_space.low.reshape(-1) if box else None,
             act_high=self._act_space.high.reshape(-1) if box else None,
+            act_start=0 if box else int(self._act_space.start),
+            act_shape=tuple(self._act_space.shape) if box and len(self._act_space.shape) != 1 else None,
         )
 
     # -------------------------------------------------------------- env access
@@ -313,35 +337,52 @@ class GymNE(NEProblem):
 
     def run(
         self,
-        policy: nn.Module | torch.Tensor | np.ndarray,
+        policy: nn.Module | torch.Tensor | np.ndarray | Solution,
         *,
         update_stats: bool = False,
         visualize: bool = False,
         num_episodes: int | None = None,
         decrease_rewards_by: float | None = None,
-    ) -> dict[str, float | int]:
+    ) -> dict[str, Any]:
         """Run a policy (a module or a parameter vector) in the problem's environment.
 
         Observations are normalised with the problem's statistics unless the policy starts with
         its own ObsNormLayer (as :meth:`to_policy` builds it).
 
         Args:
-            policy: The policy module, or a parameter vector.
+            policy: The policy module, or a parameter vector (tensor, array or Solution).
             update_stats: Count the steps and episodes and collect observation statistics.
-            visualize: Render the episodes (see :meth:`visualize` for files without a display).
+            visualize: Render the episodes: in a window when there is a display, otherwise into
+                an animated GIF (see :meth:`visualize`).
             num_episodes: Episodes to run (default: the problem's ``num_episodes``).
             decrease_rewards_by: Override the reward offset.
 
         Returns:
-            ``cumulative_reward`` (mean over episodes) and ``interaction_count`` (total steps).
+            ``cumulative_reward`` (mean over episodes) and ``interaction_count`` (total steps);
+            with ``visualize`` and no display also ``path``, the GIF written.
         """
+        if visualize:
+            return self.visualize(
+                policy, update_stats=update_stats, num_episodes=num_episodes, decrease_rewards_by=decrease_rewards_by
+            )
+        return self._run_in(self._get_env(), policy, update_stats, num_episodes, decrease_rewards_by)
+
+    def _run_in(
+        self,
+        env: gym.Env,
+        policy: nn.Module | torch.Tensor | np.ndarray | Solution,
+        update_stats: bool,
+        num_episodes: int | None,
+        decrease_rewards_by: float | None,
+    ) -> dict[str, Any]:
+        """Run ``policy`` for some episodes in ``env``; see :meth:`run`."""
         if not isinstance(policy, nn.Module):
             policy = self.make_net(policy)
         normalizes_itself = isinstance(policy, nn.Sequential) and isinstance(policy[0], ObsNormLayer)
         mean, stdev = (None, None) if normalizes_itself else self._frozen_stats()
         settings = self._settings(num_episodes, decrease_rewards_by)
-        env = self._render_env() if visualize else self._get_env()
-        if getattr(self, "_eval_position", None) is not None:
+        index = 0
+        if self._eval_position is not None:  # inside an evaluation: seeds of this solution's rollouts
             eval_round, index = self._eval_position
             seed = self.seed
 
@@ -369,6 +410,7 @@ class GymNE(NEProblem):
             obs_mean=mean,
             obs_stdev=stdev,
             collect_stats=update_stats and self._observation_normalization,
+            index_offset=index,
         )
         if update_stats:
             if self._local_delta is not None:
@@ -402,14 +444,11 @@ class GymNE(NEProblem):
             self._obs_stats = RunningStat.unpack(buffer, self._obs_length)
 
     # ------------------------------------------------------------ visualizing
-    def _render_env(self) -> gym.Env:
-        mode = "human" if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") else "rgb_array"
-        return make_env(self._env_spec, self._env_config, render_mode=mode)
-
     def visualize(
         self,
-        policy: nn.Module | torch.Tensor | np.ndarray,
+        policy: nn.Module | torch.Tensor | np.ndarray | Solution,
         *,
+        update_stats: bool = False,
         num_episodes: int | None = 1,
         decrease_rewards_by: float | None = None,
         output: str | os.PathLike | None = None,
@@ -418,25 +457,28 @@ class GymNE(NEProblem):
 
         Args:
             policy: The policy module or a parameter vector.
+            update_stats: Count the steps and episodes and collect observation statistics.
             num_episodes: Episodes to show.
             decrease_rewards_by: Override the reward offset.
             output: Where to write the animation (forces a file; default
-                ``<env>-rollout.gif`` when there is no display).
+                ``<env>-rollout.gif`` in the working directory when there is no display).
 
         Returns:
             The :meth:`run` results, plus ``"path"`` when a file was written.
         """
-        if output is None and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            return self.run(policy, visualize=True, num_episodes=num_episodes, decrease_rewards_by=decrease_rewards_by)
+        has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+        if output is None and has_display:
+            env = make_env(self._env_spec, self._env_config, render_mode="human")
+            try:
+                return self._run_in(env, policy, update_stats, num_episodes, decrease_rewards_by)
+            finally:
+                env.close()
         path = Path(output or f"{self.env_id.replace('/', '_')}-rollout.gif")
         frames: list[np.ndarray] = []
         env = make_env(self._env_spec, self._env_config, render_mode="rgb_array")
-        recorder = _FrameRecorder(env, frames)
-        original, self._env = self._env, recorder
         try:
-            results = self.run(policy, num_episodes=num_episodes, decrease_rewards_by=decrease_rewards_by)
+            results = self._run_in(_FrameRecorder(env, frames), policy, update_stats, num_episodes, decrease_rewards_by)
         finally:
-            self._env = original
             env.close()
         write_animation(frames, path)
         print(f"hpcne: wrote {len(frames)} frames of {self.env_id} to {path}")
@@ -453,21 +495,44 @@ class GymNE(NEProblem):
         return layers[0] if len(layers) == 1 else nn.Sequential(*layers)
 
     def save_solution(self, x: Any, fname: str | os.PathLike) -> Path:
-        """Save a parameter vector with its observation statistics to an HDF5 file (no pickle)."""
+        """Save a solution and what is needed to run it to an HDF5 file (plain arrays, no pickle).
+
+        Datasets: ``values`` (the parameters) and, with observation normalization, ``obs_stats``
+        (a packed RunningStat), ``obs_mean`` and ``obs_stdev``. Attributes: the environment, the
+        network, ``obs_length``, ``act_length``, the interaction and episode counts and the
+        hpcne version.
+
+        Args:
+            x: The parameters: a tensor, an array, a sequence of numbers or a :class:`Solution`.
+            fname: The file to write.
+
+        Returns:
+            The path written.
+        """
         import h5py
 
         import hpcne
 
+        values = as_numpy(x.values if isinstance(x, Solution) else x, np.float32).reshape(-1)
+        if values.size != self.solution_length:
+            raise ValueError(
+                f"The policy has {self.solution_length} parameters but {values.size} values were given; "
+                "pass one solution of this problem."
+            )
         path = Path(fname)
         with h5py.File(path, "w") as f:
-            f["values"] = as_numpy(x, np.float32).reshape(-1)
+            f["values"] = values
             if self._obs_stats is not None:
                 f["obs_stats"] = self._obs_stats.pack()
+                f["obs_mean"] = self._obs_stats.mean
+                f["obs_stdev"] = self._obs_stats.stdev
             f.attrs.update(
                 env=self.env_id,
                 network=str(self._original_network) if isinstance(self._original_network, str) else repr(self.network),
                 obs_length=self._obs_length,
                 act_length=self._act_length,
+                interaction_count=self._interaction_count,
+                episode_count=self._episode_count,
                 hpcne_version=hpcne.__version__,
             )
         return path
@@ -475,7 +540,10 @@ class GymNE(NEProblem):
     # ----------------------------------------------------------- stats, counts
     def _ensure_obsnorm(self) -> RunningStat:
         if self._obs_stats is None:
-            raise ValueError("This feature needs observation_normalization=True.")
+            raise ValueError(
+                "Observation statistics exist only with observation normalization; create the problem "
+                "with observation_normalization=True."
+            )
         return self._obs_stats
 
     def get_observation_stats(self) -> RunningStat:
@@ -483,12 +551,17 @@ class GymNE(NEProblem):
         return self._ensure_obsnorm()
 
     def set_observation_stats(self, rs: RunningStat) -> None:
-        """Replace the observation statistics."""
+        """Replace the observation statistics by a copy of ``rs``."""
         self._ensure_obsnorm()
-        self._obs_stats = rs.copy()
+        if rs.count > 0 and rs.shape != (self._obs_length,):
+            raise ValueError(
+                f"The observation statistics have shape {rs.shape} but observations of {self.env_id} have "
+                f"{self._obs_length} values; pass statistics collected on this environment."
+            )
+        self._obs_stats = rs.copy() if rs.count > 0 else RunningStat(shape=self._obs_length)
 
     def update_observation_stats(self, rs: RunningStat) -> None:
-        """Merge another RunningStat into the observation statistics."""
+        """Merge another RunningStat into the observation statistics (its shape must match)."""
         self._ensure_obsnorm().update(rs)
 
     def pop_observation_stats(self) -> RunningStat:

@@ -11,12 +11,17 @@ import torch
 from torch import nn
 
 from hpcne.core import ObjectiveSense, Problem, Solution
-from hpcne.neuroevolution.net import str_to_net
+from hpcne.neuroevolution.net import reset_module_state, str_to_net
 from hpcne.tools import as_numpy
 
 __all__ = ["NEProblem", "NetworkSpec"]
 
 NetworkSpec = str | nn.Module | type | Callable[..., nn.Module]
+
+
+def _property_value(value: Any) -> dict[str, Any]:
+    """The dict of a constants property, also when a subclass wrote it as a plain method."""
+    return dict(value() if callable(value) else value)
 
 
 class NEProblem(Problem):
@@ -96,11 +101,17 @@ class NEProblem(Problem):
         """Constants offered to network strings and to network classes/functions by name."""
         return {}
 
-    def _constants(self) -> dict[str, Any]:
-        constants = self._network_constants
-        if callable(constants):  # a subclass wrote it as a method, not a property
-            constants = constants()
-        return {**dict(constants), **self._network_args}
+    @property
+    def _str_network_constants(self) -> dict[str, Any]:
+        """Constants offered to network strings only, overriding :attr:`_network_constants` there."""
+        return {}
+
+    def _constants(self, *, for_string: bool = False) -> dict[str, Any]:
+        """``_network_constants`` (plus the string-only ones) and ``network_args``, the latter winning."""
+        constants = _property_value(self._network_constants)
+        if for_string:
+            constants = {**constants, **_property_value(self._str_network_constants)}
+        return {**constants, **self._network_args}
 
     @property
     def network_device(self) -> torch.device:
@@ -109,7 +120,7 @@ class NEProblem(Problem):
 
     def _instantiate_net(self, network: NetworkSpec) -> nn.Module:
         """Build a module from any accepted network form, on :attr:`network_device`."""
-        constants = self._constants()
+        constants = self._constants(for_string=isinstance(network, str))
         if isinstance(network, str):
             net = str_to_net(network, **constants)
         elif isinstance(network, nn.Module):
@@ -145,10 +156,11 @@ class NEProblem(Problem):
         return {**named, **self._network_args}
 
     def _use_device(self, device: torch.device) -> None:
+        """Place the networks on the device the runtime chose (unless ``network_device`` is overridden)."""
         if device != self._device_arg:
             self._device_arg = device
             if self._network_template is not None:
-                self._network_template = self._network_template.to(device)
+                self._network_template = self._network_template.to(self.network_device)
 
     @property
     def network(self) -> nn.Module:
@@ -167,13 +179,26 @@ class NEProblem(Problem):
         return sum(p.numel() for p in self.network.parameters())
 
     def parameterize_net(self, x: Any) -> nn.Module:
-        """Load ``x`` into the problem's network and return it (the same object each time)."""
+        """Load ``x`` into the problem's network and return it (the same object each time).
+
+        Recurrent layers start from a zero state, so no state carries over between solutions.
+
+        Args:
+            x: The parameters: a tensor, an array, a sequence of numbers or a :class:`Solution`.
+        """
+        if isinstance(x, Solution):
+            x = x.values
         vec = torch.as_tensor(as_numpy(x, self.wire_dtype).reshape(-1)).to(self.network_device)
         if vec.numel() != self.solution_length:
-            raise ValueError(f"Expected {self.solution_length} parameters; got {vec.numel()}.")
+            raise ValueError(
+                f"The network has {self.solution_length} parameters but {vec.numel()} values were given; "
+                "pass one solution of this problem (a vector of length solution_length)."
+            )
+        net = self.network
         with torch.no_grad():
-            torch.nn.utils.vector_to_parameters(vec, self.network.parameters())
-        return self.network
+            torch.nn.utils.vector_to_parameters(vec, net.parameters())
+        reset_module_state(net)
+        return net
 
     def make_net(self, x: Any) -> nn.Module:
         """Return a new network holding the parameters ``x``."""

@@ -52,14 +52,22 @@ def _clip_fn(lo: float, hi: float) -> Callable[[np.ndarray], np.ndarray]:
     return lambda x: np.clip(x, lo, hi, out=x)
 
 
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-x))`` in float32, in place."""
+    np.negative(x, out=x)
+    np.exp(x, out=x)
+    np.add(x, 1.0, out=x)
+    return np.reciprocal(x, out=x)
+
+
 def _activation(module: nn.Module) -> Callable[[np.ndarray], np.ndarray] | None:
-    """The numpy equivalent of an element-wise torch activation, or None if unknown."""
+    """The in-place numpy equivalent of an element-wise torch activation, or None if unknown."""
     if isinstance(module, nn.Tanh):
         return lambda x: np.tanh(x, out=x)
     if isinstance(module, nn.ReLU):
         return lambda x: np.maximum(x, 0.0, out=x)
     if isinstance(module, nn.Sigmoid):
-        return lambda x: np.reciprocal(1.0 + np.exp(-x), dtype=np.float32)
+        return _sigmoid
     if isinstance(module, nn.Identity):
         return lambda x: x
     if isinstance(module, nn.Hardtanh):
@@ -70,18 +78,43 @@ def _activation(module: nn.Module) -> Callable[[np.ndarray], np.ndarray] | None:
 
 
 class NumpyMLP:
-    """A stack of Linear layers and element-wise activations, evaluated with numpy."""
+    """A stack of Linear layers and element-wise activations, evaluated with numpy.
+
+    Every layer writes into a buffer allocated once, so a call allocates nothing; the returned
+    array is that buffer and is overwritten by the next call.
+    """
 
     def __init__(self, plan: list[tuple[str, object]], slots: int) -> None:
         self.slots = slots
         self._plan = plan  # ("linear", (out, in, bias, offset)) or ("act", fn)
         self._weights: list[np.ndarray] = []
         self._biases: list[np.ndarray | None] = []
-        for kind, spec in plan:
+        self._ops: list[Callable[[np.ndarray], np.ndarray]] = []
+        for i, (kind, spec) in enumerate(plan):
             if kind == "linear":
                 out_f, in_f, bias, _ = spec  # type: ignore[misc]
-                self._weights.append(np.zeros((slots, out_f, in_f), np.float32))
-                self._biases.append(np.zeros((slots, out_f), np.float32) if bias else None)
+                weight = np.zeros((slots, out_f, in_f), np.float32)
+                b = np.zeros((slots, out_f), np.float32) if bias else None
+                self._weights.append(weight)
+                self._biases.append(b)
+                self._ops.append(self._linear_op(weight, b))
+            else:
+                if i == 0:  # never modify the caller's observations in place
+                    self._ops.append(np.array)
+                self._ops.append(spec)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _linear_op(weight: np.ndarray, bias: np.ndarray | None) -> Callable[[np.ndarray], np.ndarray]:
+        buffer = np.zeros((*weight.shape[:2], 1), np.float32)
+        result = buffer[:, :, 0]
+
+        def linear(h: np.ndarray) -> np.ndarray:
+            np.matmul(weight, h[:, :, None], out=buffer)
+            if bias is not None:
+                np.add(result, bias, out=result)
+            return result
+
+        return linear
 
     @classmethod
     def plan_for(cls, net: nn.Module) -> list[tuple[str, object]] | None:
@@ -121,16 +154,8 @@ class NumpyMLP:
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         """Apply every slot's network to its row of ``obs``."""
         h = obs
-        layer = 0
-        for kind, spec in self._plan:
-            if kind == "linear":
-                h = np.matmul(self._weights[layer], h[:, :, None])[:, :, 0]
-                b = self._biases[layer]
-                if b is not None:
-                    h += b
-                layer += 1
-            else:
-                h = spec(h)  # type: ignore[operator]
+        for op in self._ops:
+            h = op(h)
         return h
 
 
@@ -155,8 +180,14 @@ class ModuleLoop:
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         """Call each slot's module on its observation."""
         x = torch.from_numpy(obs).to(self._device)
+        rows = []
         with torch.no_grad():
-            rows = [net(x[i]).reshape(-1) for i, net in enumerate(self._nets)]
+            for i, net in enumerate(self._nets):
+                try:
+                    rows.append(net(x[i]).reshape(-1))
+                except Exception as err:
+                    err.hpcne_slot = i  # type: ignore[attr-defined]  # lets the engine name the solution
+                    raise
         return torch.stack(rows).to(torch.float32).cpu().numpy()
 
 

@@ -7,12 +7,18 @@ differ. Per step there is one batched policy call for all slots, then one ``env.
 busy slot.
 
 Everything a job produces depends only on its solution's parameters, its episode seed and the
-frozen observation statistics. Observation-statistic deltas are accumulated per job and summed
-in job order at the end, so the result is bit-identical whatever the number of slots.
+frozen observation statistics. Observation-statistic deltas are accumulated per job (always in
+the job's own time order) and summed in job order at the end, so the result is bit-identical
+whatever the number of slots.
+
+The step loop is the hot path of every GymNE run: it keeps its per-slot bookkeeping in Python
+lists, makes one numpy call per step for all slots (actions, normalization, statistics) rather
+than one per slot, and allocates nothing per step that it can reuse.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -37,21 +43,28 @@ class EpisodeSettings:
     discrete: bool = False
     act_low: np.ndarray | None = None
     act_high: np.ndarray | None = None
+    act_start: int = 0
+    act_shape: tuple[int, ...] | None = None
 
     def alive_bonus(self, t: int) -> float:
-        """The bonus added to the reward of step ``t`` (1-based) by ``alive_bonus_schedule``."""
+        """The bonus added to the reward of step ``t`` (1-based) by ``alive_bonus_schedule``.
+
+        As in EvoTorch: ``(t0, b)`` adds ``b`` from step ``t0`` on; ``(t0, t1, b)`` adds
+        ``(t - t0) / (t1 - t0) * b`` for ``t0 <= t < t1`` and ``b`` from step ``t1`` on.
+        """
         schedule = self.alive_bonus_schedule
         if schedule is None:
             return 0.0
         if len(schedule) == 2:
             t0, bonus = schedule
-            return float(bonus) if t > t0 else 0.0
-        t0, t1, bonus = schedule
-        if t <= t0:
-            return 0.0
+            t1 = t0
+        else:
+            t0, t1, bonus = schedule
         if t >= t1:
             return float(bonus)
-        return float(bonus) * (t - t0) / (t1 - t0)
+        if t1 > t0 and t >= t0:
+            return ((t - t0) / (t1 - t0)) * float(bonus)
+        return 0.0
 
 
 @dataclass
@@ -98,92 +111,150 @@ def run_lockstep(
     num_eps = settings.num_episodes
     num_jobs = num_solutions * num_eps
     slots = min(len(envs), num_jobs)
-    obs_len = int(np.prod(envs[0].observation_space.shape))
-    mean32 = None if obs_mean is None else obs_mean.astype(np.float32)
-    std32 = None if obs_stdev is None else obs_stdev.astype(np.float32)
+    obs_shape = envs[0].observation_space.shape
+    obs_len = int(np.prod(obs_shape))
+    flat_obs = len(obs_shape) == 1
     if collect_stats:
         job_count = np.zeros(num_jobs, np.int64)
         job_sum = np.zeros((num_jobs, obs_len))
         job_sumsq = np.zeros((num_jobs, obs_len))
 
-    raw = np.zeros((policy.slots, obs_len), np.float32)
-    job_of = np.full(slots, -1, np.int64)
-    loaded = np.full(slots, -1, np.int64)
-    t_of = np.zeros(slots, np.int64)
-    ep_return = np.zeros(slots)
+    raw = np.zeros((policy.slots, obs_len), np.float32)  # the latest raw observation of each slot
+    normalize = obs_mean is not None
+    if normalize:
+        mean32 = np.asarray(obs_mean, np.float32).reshape(-1)
+        std32 = np.asarray(obs_stdev, np.float32).reshape(-1)
+        x = np.empty_like(raw)
+    else:
+        x = raw
+    steps = [env.step for env in envs[:slots]]
+    job_of = [-1] * slots
+    job_arr = np.full(slots, -1, np.int64)  # job_of as an array, for batched statistics
+    loaded = [-1] * slots
+    t_of = [0] * slots
+    ret = [0.0] * slots
+    use_noise = noise_rng is not None and bool(settings.action_noise_stdev)
     noise: list[np.random.Generator | None] = [None] * slots
+    noise_stdev = settings.action_noise_stdev
     episode_returns = np.zeros(num_jobs)
     next_job = 0
     interactions = 0
-
-    def record(slot: int, obs: np.ndarray) -> None:
-        raw[slot] = np.asarray(obs, np.float32).reshape(-1)
-        if collect_stats:
-            j = job_of[slot]
-            o = raw[slot].astype(np.float64)
-            job_count[j] += 1
-            job_sum[j] += o
-            job_sumsq[j] += o * o
+    dec = settings.decrease_rewards_by
+    bonus = settings.alive_bonus if settings.alive_bonus_schedule is not None else None
+    limit = settings.episode_length
+    discrete = settings.discrete
+    act_start = settings.act_start
+    low, high = settings.act_low, settings.act_high
+    act_shape = settings.act_shape
+    add_reduce = np.add.reduce
 
     def start(slot: int) -> bool:
-        nonlocal next_job, current
-        current = slot
+        """Give ``slot`` the next job (reset its env and policy); False when none is left."""
+        nonlocal next_job
         if next_job >= num_jobs:
             job_of[slot] = -1
+            job_arr[slot] = -1
             return False
         job = next_job
         next_job += 1
         sol, ep = divmod(job, num_eps)
         job_of[slot] = job
+        job_arr[slot] = job
         if loaded[slot] != sol:
             policy.load(slot, params[sol])
             loaded[slot] = sol
         policy.reset(slot)
         t_of[slot] = 0
-        ep_return[slot] = 0.0
-        noise[slot] = noise_rng(sol, ep) if noise_rng is not None and settings.action_noise_stdev else None
+        ret[slot] = 0.0
+        noise[slot] = noise_rng(sol, ep) if use_noise else None  # type: ignore[misc]
         obs, _ = envs[slot].reset(seed=episode_seed(sol, ep))
-        record(slot, obs)
+        raw[slot] = obs if flat_obs else np.reshape(obs, -1)
         return True
 
-    def advance(s: int, out_s: np.ndarray) -> bool:
-        """Take one step in slot ``s``; return whether the slot still has work."""
-        nonlocal interactions, current
-        current = s
-        if settings.discrete:
-            action = int(np.argmax(out_s))
+    def accumulate(rows: list[int]) -> None:
+        """Add the current raw observations of ``rows`` to their jobs' statistics."""
+        if len(rows) == slots:
+            jobs, obs = job_arr, raw[:slots].astype(np.float64)
         else:
-            action = out_s
-            if noise[s] is not None:
-                action = action + noise[s].normal(0.0, settings.action_noise_stdev, action.shape)
-            action = np.clip(action, settings.act_low, settings.act_high)
-        obs, reward, terminated, truncated, _ = envs[s].step(action)
-        t_of[s] += 1
-        interactions += 1
-        ep_return[s] += float(reward) - settings.decrease_rewards_by + settings.alive_bonus(int(t_of[s]))
-        record(s, obs)
-        limit = settings.episode_length
-        if terminated or truncated or (limit is not None and t_of[s] >= limit):
-            episode_returns[job_of[s]] = ep_return[s]
-            return start(s)
-        return True
+            jobs, obs = job_arr[rows], raw[rows].astype(np.float64)
+        job_count[jobs] += 1  # each busy slot has its own job: no repeated indices
+        job_sum[jobs] += obs
+        job_sumsq[jobs] += obs * obs
 
-    current = 0  # the slot being worked on, for error reports
+    def accumulate_one(slot: int) -> None:
+        """Add the raw observation of ``slot`` to its job's statistics (a final observation)."""
+        j = job_of[slot]
+        obs = raw[slot].astype(np.float64)
+        job_count[j] += 1
+        job_sum[j] += obs
+        job_sumsq[j] += obs * obs
+
+    s = -1  # the slot being worked on, for error reports (-1: not a single slot)
     try:
-        busy = [s for s in range(slots) if start(s)]
+        busy: list[int] = []
+        for s in range(slots):
+            if start(s):
+                busy.append(s)
+        if collect_stats and busy:
+            accumulate(busy)
+        nz = np.zeros((policy.slots, 1)) if use_noise else None
         while busy:
-            x = raw if mean32 is None else (raw - mean32) / std32
+            s = -1
+            if normalize:
+                np.subtract(raw, mean32, out=x)
+                np.divide(x, std32, out=x)
             out = policy(x)
-            if not np.isfinite(out[busy]).all():
-                bad = next(s for s in busy if not np.isfinite(out[s]).all())
-                raise FloatingPointError(
-                    f"Solution {index_offset + job_of[bad] // num_eps} produced a non-finite action "
-                    f"{out[bad].tolist()} at step {t_of[bad]}; check the network and its parameters."
-                )
-            busy = [s for s in busy if advance(s, out[s])]
+            if not math.isfinite(add_reduce(out, axis=None)):  # one call; NaN/inf in any row shows in the sum
+                for s in busy:
+                    if not np.isfinite(out[s]).all():
+                        raise FloatingPointError(
+                            f"Solution {index_offset + job_of[s] // num_eps} produced a non-finite action "
+                            f"{out[s].tolist()} at step {t_of[s]}; check the network and its parameters."
+                        )
+                s = -1
+            if use_noise:
+                if nz.shape != out.shape:  # type: ignore[union-attr]
+                    nz = np.zeros(out.shape)
+                for s in busy:
+                    nz[s] = noise[s].normal(0.0, noise_stdev, out.shape[1])  # type: ignore[index, union-attr]
+                s = -1
+                out = out + nz
+            if discrete:
+                actions = out.argmax(axis=1)
+                if act_start:
+                    actions += act_start
+            else:
+                actions = np.clip(out, low, high)
+                if act_shape is not None:
+                    actions = actions.reshape(len(actions), *act_shape)
+            still: list[int] = []
+            for s in busy:
+                obs, reward, terminated, truncated, _ = steps[s](actions[s])
+                raw[s] = obs if flat_obs else np.reshape(obs, -1)
+                t = t_of[s] + 1
+                t_of[s] = t
+                r = float(reward) - dec
+                if bonus is not None:
+                    r += bonus(t)
+                ret[s] += r
+                if terminated or truncated or t == limit:
+                    episode_returns[job_of[s]] = ret[s]
+                    if collect_stats:
+                        accumulate_one(s)
+                    if start(s):
+                        still.append(s)
+                else:
+                    still.append(s)
+            interactions += len(busy)
+            busy = still
+            s = -1
+            if collect_stats and busy:
+                accumulate(busy)
     except Exception as err:
-        job = int(job_of[current]) if job_of[current] >= 0 else next_job - 1
-        annotate_solution(err, index_offset + max(job, 0) // num_eps)
+        slot = getattr(err, "hpcne_slot", s)
+        if slot >= 0:
+            job = job_of[slot] if job_of[slot] >= 0 else next_job - 1
+            annotate_solution(err, index_offset + max(job, 0) // num_eps)
         raise
 
     returns = episode_returns.reshape(num_solutions, num_eps).sum(axis=1) / num_eps

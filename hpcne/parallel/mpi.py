@@ -1,75 +1,157 @@
 """MPI: rank 0 coordinates and evaluates a share; the other ranks serve until told to stop.
 
-Every rank runs the same program and builds its own problem (SPMD). One evaluation round:
+Every rank runs the same program and builds its own problem (SPMD). The runtime talks on its
+own duplicate of the communicator, so a script's own messages never mix with it.
 
-    rank 0: Bcast header [command, round, n] and the frozen sync state (observation stats)
-    all:    Scatterv rows (float32) | evaluate own rows | Gatherv fitnesses (float64)
-    all:    Allreduce [obs-stat delta | episodes, interactions, failures, stop requests]
+Start-up (collective, in :class:`MPIRuntime`): the ranks adopt rank 0's seed, place their
+problem on a device and report ``(host, device, parameter count, state length)`` or the error
+that stopped them. A failed or mismatched rank makes rank 0 raise before any work is sent.
 
-With ``num_subbatches``/``subbatch_size`` the Scatterv is replaced by request/reply messages
-so that a rank that finishes early takes the next piece. Failures travel as text through the
-same collectives, so a raising rank never leaves the others waiting.
+One evaluation round:
+
+    rank 0:  Bcast [command, round, n | frozen sync state (observation statistics)]
+    static:  Scatterv rows (wire dtype) | each rank evaluates its piece | Gatherv fitnesses (float64)
+    dynamic: rank 0 sends (start, stop) and rows to a rank that asks; the rank replies
+             [start, failed, episodes, interactions, has delta, obs delta | fitnesses]; rank 0 evaluates
+             pieces itself between messages and merges the pieces in population order
+    all:     Allreduce [obs delta | episodes, interactions, deltas, failures, stop requests]
+
+A failure travels as a flag in the Allreduce (and stops further dynamic pieces); the ranks
+then gather the failure texts to rank 0, which raises :class:`WorkerError`. Every round thus
+ends with every rank out of its collectives, and the runtime stays usable.
 """
 
 from __future__ import annotations
 
+import atexit
 import sys
 from collections import deque
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
 from hpcne.core import EvalResult, Problem
 from hpcne.parallel import signals
-from hpcne.parallel.errors import WorkerError
+from hpcne.parallel.errors import WorkerError, WorkerReleased
+from hpcne.parallel.runtime import place_problem
 from hpcne.parallel.split import contiguous_counts, pieces
-from hpcne.parallel.worker import Failure, evaluate_piece
+from hpcne.parallel.worker import Failure, describe_exception, evaluate_piece
 
 __all__ = ["MPIRuntime"]
 
 CMD_STOP, CMD_EVAL, CMD_EVAL_DYNAMIC = 0, 1, 2
 TAG_RESULT, TAG_WORK = 11, 12
-_TAIL = 4  # episodes, interactions, failures, stop requests
+_HEAD = 3  # command, round, n
+_TAIL = 5  # episodes, interactions, pieces with an obs delta, failures, stop requests
+_RESULT_HEAD = 5  # start, failed, episodes, interactions, has an obs delta
+
+
+@dataclass
+class _StartReport:
+    """What a rank tells the others at start-up."""
+
+    host: str
+    device: str
+    solution_length: int
+    state_length: int
+    failure: str | None
 
 
 class MPIRuntime:
     """Evaluation over the ranks of an MPI communicator."""
 
-    def __init__(self, problem: Problem, comm: Any = None) -> None:
-        """Join the other ranks: agree on the seed and check they built the same problem.
+    _open: ClassVar[set[MPIRuntime]] = set()  # rank 0's runtimes not yet closed
+    _workers_joined: ClassVar[bool] = False  # the workers of this job have met rank 0 in a runtime
 
-        On ranks other than 0 this never returns: the rank serves evaluation requests and
-        exits the process (status 0) when rank 0 stops, so the rest of the user's script
-        runs on rank 0 only.
+    @classmethod
+    def can_exit_cleanly(cls) -> bool:
+        """Whether rank 0 may end without ``MPI_Abort`` (the workers are released or will be at exit)."""
+        return cls._workers_joined and not any(rt._in_round for rt in cls._open)
+
+    def __init__(self, problem: Problem, comm: Any = None) -> None:
+        """Join the other ranks (collective): agree on the seed, place the problem, check the ranks.
+
+        On ranks other than 0 this does not return: the rank serves evaluation requests until
+        rank 0 closes the runtime, then raises :class:`WorkerReleased` (a ``SystemExit`` with
+        status 0), so the rest of the user's script runs on rank 0 only.
+
+        Raises:
+            WorkerError: On rank 0, when another rank could not start (names the rank and why).
+            RuntimeError: On rank 0, when the ranks built different problems.
         """
         from mpi4py import MPI
 
         self._MPI = MPI
-        self.comm = comm if comm is not None else MPI.COMM_WORLD
+        self.comm = (comm if comm is not None else MPI.COMM_WORLD).Dup()
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.is_main = self.rank == 0
         self.num_workers = self.size
         self.stop_requested = False
         self._problem = problem
         self._closed = False
-        seed = int(self.comm.bcast(problem.seed, root=0))
-        if not self.is_main:  # workers adopt rank 0's seed (it may have been drawn at random)
-            problem.seed = seed
-            problem._reseed()
-        from hpcne.parallel.runtime import place_problem
+        self._in_round = False
+        self._rows = np.empty(0, problem.wire_dtype)  # a worker's receive buffer, reused
+        self._splits: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._status = MPI.Status()
 
-        self.devices = place_problem(problem, self.comm)
-        lengths = self.comm.allgather(problem.solution_length)
-        if len(set(lengths)) != 1:
-            raise RuntimeError(
-                f"The ranks built different problems: parameter counts per rank {lengths}. "
-                "Every rank must run the same script with the same arguments."
-            )
-        self._delta_len = len(problem._sync_buffer())
+        seed = int(self.comm.bcast(problem.seed if self.is_main else None, root=0))
+        node = self.comm.Split_type(MPI.COMM_TYPE_SHARED)
+        local_rank = node.Get_rank()
+        node.Free()
+        own_error, report = self._start(seed, local_rank)
+        reports: list[_StartReport] = self.comm.allgather(report)
+        self.devices = [(r.host, r.device) for r in reports]
+        if self.is_main:
+            MPIRuntime._workers_joined = True  # from here on the workers are serving or released
+        self._check_start(reports, own_error)
+        if self.is_main:
+            MPIRuntime._open.add(self)
+        self._state_len = reports[0].state_length
+        self._header = np.zeros(_HEAD + self._state_len)
+        self._reduce = np.zeros(self._state_len + _TAIL)
         if not self.is_main:
-            self._serve()
-            self.comm.Barrier()
-            sys.exit(0)
+            try:
+                self._serve()
+                self.comm.Barrier()
+            finally:
+                self.comm.Free()
+            raise WorkerReleased
+
+    def _start(self, seed: int, local_rank: int) -> tuple[Exception | None, _StartReport]:
+        """Adopt the seed and place the problem; report the outcome instead of raising."""
+        p = self._problem
+        try:
+            if not self.is_main:  # workers adopt rank 0's seed (it may have been drawn at random)
+                p.seed = seed
+                p._reseed()
+            host, device = place_problem(p, local_rank, single_threaded=True)
+            return None, _StartReport(host, device, p.solution_length, len(p._sync_buffer()), None)
+        except Exception as err:
+            failure = describe_exception(err)
+            return err, _StartReport(failure.host, "?", -1, -1, failure.traceback)
+
+    def _check_start(self, reports: list[_StartReport], own_error: Exception | None) -> None:
+        """Stop every rank, with the reason on rank 0, unless all ranks started alike."""
+        failed = [(r, rep) for r, rep in enumerate(reports) if rep.failure is not None]
+        shapes = {(rep.solution_length, rep.state_length) for rep in reports}
+        if not failed and len(shapes) == 1:
+            return
+        self.comm.Free()
+        if not self.is_main:
+            raise WorkerReleased
+        if own_error is not None:
+            raise own_error
+        if failed:
+            rank, rep = failed[0]
+            others = f" (ranks {[r for r, _ in failed]} failed)" if len(failed) > 1 else ""
+            raise WorkerError(rank, rep.host, None, rep.failure or "", kind="rank", stage=f"at start-up{others}")
+        lengths = [rep.solution_length for rep in reports]
+        states = [rep.state_length for rep in reports]
+        raise RuntimeError(
+            f"The ranks built different problems: parameter counts per rank {lengths}, synchronised "
+            f"state lengths per rank {states}. Every rank must run the same script with the same arguments."
+        )
 
     def describe(self) -> str:
         """The rank → host → device map."""
@@ -82,50 +164,56 @@ class MPIRuntime:
     # ---------------------------------------------------------------- rank 0
     def evaluate(self, values: np.ndarray, eval_round: int) -> EvalResult:
         """Evaluate the rows across all ranks (rank 0 only)."""
+        if self._closed:
+            raise RuntimeError("This MPI runtime was closed; the problem starts a new one on its next evaluation.")
         p = self._problem
         dynamic = p.num_subbatches is not None or p.subbatch_size is not None
-        header = np.array([CMD_EVAL_DYNAMIC if dynamic else CMD_EVAL, eval_round, len(values)], np.int64)
-        self.comm.Bcast(header, root=0)
-        self._bcast_sync()
+        self._in_round = True
+        self._header[:_HEAD] = (CMD_EVAL_DYNAMIC if dynamic else CMD_EVAL, eval_round, len(values))
+        if self._state_len:
+            self._header[_HEAD:] = p._sync_buffer()
+        self.comm.Bcast(self._header, root=0)
         if dynamic:
-            fitness, parts, failure = self._coordinate_dynamic(values, eval_round)
+            fitness, local, failure = self._coordinate_dynamic(values, eval_round)
         else:
-            fitness, parts, failure = self._scatter_gather(values, eval_round, len(values))
-        return self._finish(fitness, parts, failure)
+            fitness, local, failure = self._scatter_gather(values, eval_round, len(values))
+        result = self._finish(fitness, local, failure)
+        assert result is not None  # rank 0 raises on failure
+        return result
 
-    def _coordinate_dynamic(
-        self, values: np.ndarray, eval_round: int
-    ) -> tuple[np.ndarray, list[EvalResult], Failure | None]:
-        """Hand out pieces on request; evaluate pieces here between requests."""
-        p, MPI = self._problem, self._MPI
+    def _coordinate_dynamic(self, values: np.ndarray, eval_round: int) -> tuple[np.ndarray, EvalResult, Failure | None]:
+        """Hand out pieces on request, evaluate pieces here between requests, merge in order."""
+        p, MPI, status = self._problem, self._MPI, self._status
         todo = deque(pieces(len(values), self.size, p.num_subbatches, p.subbatch_size))
-        fitness = np.empty(len(values))
-        parts: list[EvalResult] = []
+        fitness = np.full(len(values), np.nan)
+        parts: dict[int, EvalResult] = {}
         failure: Failure | None = None
-        working = 0
-        for worker in range(1, self.size):  # first piece for everyone
-            working += self._send_piece(worker, values, todo)
+        working = sum(self._send_piece(worker, values, todo) for worker in range(1, self.size))
         while todo or working:
-            status = MPI.Status()
             if working and (not todo or self.comm.Iprobe(MPI.ANY_SOURCE, TAG_RESULT, status)):
                 if not todo:
                     self.comm.Probe(MPI.ANY_SOURCE, TAG_RESULT, status)
+                source = status.Get_source()
                 message = np.empty(status.Get_count(MPI.DOUBLE))
-                self.comm.Recv(message, source=status.Get_source(), tag=TAG_RESULT)
-                start = int(message[0])
-                fitness[start : start + len(message) - 1] = message[1:]
+                self.comm.Recv(message, source=source, tag=TAG_RESULT)
+                start, result = self._unpack_result(message)
+                if result is None:
+                    todo.clear()  # a rank failed: the round is lost, hand out no more work
+                else:
+                    parts[start] = result
+                    fitness[start : start + len(result.fitness)] = result.fitness
                 working -= 1
-                working += self._send_piece(status.Get_source(), values, todo)
+                working += self._send_piece(source, values, todo)
                 continue
             start, stop = todo.popleft()
             result = evaluate_piece(p, values[start:stop], start, eval_round)
             if isinstance(result, Failure):
                 failure = failure or result
-                fitness[start:stop] = np.nan
+                todo.clear()
             else:
+                parts[start] = result
                 fitness[start:stop] = result.fitness
-                parts.append(result)
-        return fitness, parts, failure
+        return fitness, EvalResult.merge([parts[s] for s in sorted(parts)]), failure
 
     def _send_piece(self, worker: int, values: np.ndarray, todo: deque[tuple[int, int]]) -> int:
         """Send the next piece to ``worker`` (or 'no more work'); return 1 if a piece was sent."""
@@ -134,104 +222,154 @@ class MPIRuntime:
             return 0
         start, stop = todo.popleft()
         self.comm.Send(np.array([start, stop], np.int64), dest=worker, tag=TAG_WORK)
-        self.comm.Send(np.ascontiguousarray(values[start:stop]), dest=worker, tag=TAG_WORK)
+        self.comm.Send(values[start:stop], dest=worker, tag=TAG_WORK)
         return 1
 
+    def _unpack_result(self, message: np.ndarray) -> tuple[int, EvalResult | None]:
+        """Read a worker's reply: ``(start, result)``, with None for a failed piece."""
+        start, failed, episodes, interactions, has_delta = (int(v) for v in message[:_RESULT_HEAD])
+        if failed:
+            return start, None
+        stats_end = _RESULT_HEAD + self._state_len
+        delta = message[_RESULT_HEAD:stats_end] if has_delta else None
+        return start, EvalResult(message[stats_end:], episodes, interactions, delta)
+
     # -------------------------------------------------------------- all ranks
-    def _bcast_sync(self) -> None:
-        if self._delta_len:
-            sync = self._problem._sync_buffer() if self.is_main else np.empty(self._delta_len)
-            self.comm.Bcast(sync, root=0)
-            if not self.is_main:
-                self._problem._load_sync_buffer(sync)
+    def _split(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row counts and first rows of the static split of ``n`` rows (cached per ``n``)."""
+        if n not in self._splits:
+            counts = contiguous_counts(n, self.size)
+            self._splits[n] = counts, np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        return self._splits[n]
+
+    def _receive_rows(self, count: int) -> np.ndarray:
+        """A ``(count, solution_length)`` view of the reused receive buffer."""
+        width = self._problem.solution_length
+        if self._rows.size < count * width:
+            self._rows = np.empty(count * width, self._problem.wire_dtype)
+        return self._rows[: count * width].reshape(count, width)
 
     def _scatter_gather(
         self, values: np.ndarray | None, eval_round: int, n: int
-    ) -> tuple[np.ndarray | None, list[EvalResult], Failure | None]:
-        """Static split: one contiguous piece per rank, buffer-based collectives."""
-        p = self._problem
-        width, dtype = p.solution_length, p.wire_dtype
-        counts = contiguous_counts(n, self.size)
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        mine = np.empty((counts[self.rank], width), dtype)
-        send = [values, counts * width, starts * width, self._MPI._typedict[dtype.char]] if self.is_main else None
-        self.comm.Scatterv(send, mine, root=0)
-        result = evaluate_piece(p, mine, int(starts[self.rank]), eval_round)
+    ) -> tuple[np.ndarray | None, EvalResult, Failure | None]:
+        """Static split: one contiguous piece per rank; rank 0's piece never leaves its memory."""
+        MPI, width = self._MPI, self._problem.solution_length
+        counts, starts = self._split(n)
+        first, count = int(starts[self.rank]), int(counts[self.rank])
+        if self.is_main:
+            assert values is not None
+            self.comm.Scatterv([values, (counts * width, starts * width)], MPI.IN_PLACE, root=0)
+            mine = values[first : first + count]
+        else:
+            mine = self._receive_rows(count)
+            self.comm.Scatterv(None, mine, root=0)
+        result = evaluate_piece(self._problem, mine, first, eval_round)
         failure = result if isinstance(result, Failure) else None
-        local = np.full(len(mine), np.nan) if failure else result.fitness
-        fitness = np.empty(n) if self.is_main else None
-        self.comm.Gatherv(local, [fitness, counts, starts, self._MPI.DOUBLE] if self.is_main else None, root=0)
-        return fitness, ([] if failure else [result]), failure
+        local = EvalResult(np.full(count, np.nan)) if isinstance(result, Failure) else result
+        if self.is_main:
+            fitness = np.empty(n)
+            fitness[first : first + count] = local.fitness
+            self.comm.Gatherv(MPI.IN_PLACE, [fitness, (counts, starts)], root=0)
+            return fitness, local, failure
+        self.comm.Gatherv(local.fitness, None, root=0)
+        return None, local, failure
 
-    def _finish(self, fitness: np.ndarray | None, parts: list[EvalResult], failure: Failure | None) -> EvalResult:
-        """Allreduce the side effects; report failures on rank 0 and stop the run."""
-        local = EvalResult.merge(parts) if parts else EvalResult(np.empty(0))
-        buffer = np.zeros(self._delta_len + _TAIL)
-        if local.obs_delta is not None:
-            buffer[: self._delta_len] = local.obs_delta
-        buffer[self._delta_len :] = [
+    def _finish(self, fitness: np.ndarray | None, local: EvalResult, failure: Failure | None) -> EvalResult | None:
+        """Allreduce the side effects; on failure raise on rank 0 (other ranks get None)."""
+        buffer = self._reduce
+        buffer[:] = 0.0
+        if local.obs_delta is not None and failure is None:
+            buffer[: self._state_len] = local.obs_delta
+        buffer[self._state_len :] = (
             local.episodes,
             local.interactions,
+            local.obs_delta is not None,
             failure is not None,
             signals.stop_requested(),
-        ]
+        )
         self.comm.Allreduce(self._MPI.IN_PLACE, buffer, op=self._MPI.SUM)
-        episodes, interactions, failures, stops = buffer[self._delta_len :]
-        self.stop_requested = stops > 0
+        episodes, interactions, deltas, failures, stops = buffer[self._state_len :]
+        self.stop_requested = bool(stops > 0)
         if failures:
-            reports = self.comm.gather((self.rank, failure), root=0)
+            reports = self.comm.gather(failure, root=0)
+            self._in_round = False
             if self.is_main:
-                rank, first = next((r, f) for r, f in reports if f is not None)
+                rank, first = next((r, f) for r, f in enumerate(reports) if f is not None)
                 raise WorkerError(rank, first.host, first.solution_index, first.traceback, kind="rank")
-            return EvalResult(np.empty(0))
+            return None
+        self._in_round = False
         return EvalResult(
             fitness if fitness is not None else np.empty(0),
             int(episodes),
             int(interactions),
-            buffer[: self._delta_len].copy() if self._delta_len else None,
+            buffer[: self._state_len].copy() if deltas else None,
         )
 
     # ---------------------------------------------------------------- workers
     def _serve(self) -> None:
         """Worker ranks: follow rank 0's commands until it says stop."""
-        p, _MPI = self._problem, self._MPI
-        header = np.empty(3, np.int64)
+        p = self._problem
         while True:
-            self.comm.Bcast(header, root=0)
-            command, eval_round, n = (int(v) for v in header)
+            self.comm.Bcast(self._header, root=0)
+            command, eval_round, n = (int(v) for v in self._header[:_HEAD])
             if command == CMD_STOP:
                 return
-            self._bcast_sync()
+            self._in_round = True
+            if self._state_len:
+                p._load_sync_buffer(self._header[_HEAD:].copy())
             if command == CMD_EVAL:
-                _, parts, failure = self._scatter_gather(None, eval_round, n)
-            else:
-                parts, failure = [], None
-                span = np.empty(2, np.int64)
-                while True:
-                    self.comm.Recv(span, source=0, tag=TAG_WORK)
-                    start, stop = int(span[0]), int(span[1])
-                    if start < 0:
-                        break
-                    rows = np.empty((stop - start, p.solution_length), p.wire_dtype)
-                    self.comm.Recv(rows, source=0, tag=TAG_WORK)
-                    result = evaluate_piece(p, rows, start, eval_round)
-                    if isinstance(result, Failure):
-                        failure = failure or result
-                        fit = np.full(stop - start, np.nan)
-                    else:
-                        parts.append(result)
-                        fit = result.fitness
-                    self.comm.Send(np.concatenate([[start], fit]), dest=0, tag=TAG_RESULT)
-            total = self._finish(None, parts, failure)
-            if failure is not None:
-                continue  # rank 0 raises and will send stop
-            p._eval_round = eval_round + 1
-            p._apply_eval_result(total)
+                _, local, failure = self._scatter_gather(None, eval_round, n)
+            else:  # the pieces' side effects went to rank 0 with their fitnesses
+                local, failure = EvalResult(np.empty(0)), self._work_dynamic(eval_round)
+            total = self._finish(None, local, failure)
+            if total is not None:
+                p._eval_round = eval_round + 1
+                p._apply_eval_result(total)
 
+    def _work_dynamic(self, eval_round: int) -> Failure | None:
+        """Evaluate the pieces rank 0 sends until it sends 'no more work'; return the first failure."""
+        span = np.empty(2, np.int64)
+        failure: Failure | None = None
+        while True:
+            self.comm.Recv(span, source=0, tag=TAG_WORK)
+            start, stop = int(span[0]), int(span[1])
+            if start < 0:
+                return failure
+            rows = self._receive_rows(stop - start)
+            self.comm.Recv(rows, source=0, tag=TAG_WORK)
+            result = evaluate_piece(self._problem, rows, start, eval_round)
+            message = np.zeros(_RESULT_HEAD + self._state_len + (stop - start))
+            message[0] = start
+            if isinstance(result, Failure):
+                failure = failure or result
+                message[1] = 1
+            else:
+                message[2:4] = result.episodes, result.interactions
+                if result.obs_delta is not None:
+                    message[4] = 1
+                    message[_RESULT_HEAD : _RESULT_HEAD + self._state_len] = result.obs_delta
+                message[_RESULT_HEAD + self._state_len :] = result.fitness
+            self.comm.Send(message, dest=0, tag=TAG_RESULT)
+
+    # -------------------------------------------------------------- shutdown
     def close(self) -> None:
-        """Release the worker ranks (rank 0); they exit their processes."""
+        """Release the worker ranks (rank 0); they raise :class:`WorkerReleased`.
+
+        If rank 0 left a round half-way (an exception escaped its own code while the other ranks
+        wait in a collective), there is no clean way out: the job is aborted.
+        """
         if self._closed or not self.is_main:
             return
         self._closed = True
-        self.comm.Bcast(np.array([CMD_STOP, 0, 0], np.int64), root=0)
+        atexit.unregister(self.close)
+        MPIRuntime._open.discard(self)
+        if self._MPI.Is_finalized():
+            return
+        if self._in_round:
+            sys.stderr.write("hpcne: rank 0 left an evaluation round unfinished; aborting the MPI job.\n")
+            sys.stderr.flush()
+            self.comm.Abort(1)
+        self._header[:_HEAD] = (CMD_STOP, 0, 0)
+        self.comm.Bcast(self._header, root=0)
         self.comm.Barrier()
+        self.comm.Free()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import multiprocessing as mp
 import os
@@ -11,23 +12,30 @@ from collections import deque
 from multiprocessing.connection import Connection, wait
 
 import numpy as np
-import torch
 
 from hpcne.core import EvalResult, Problem
+from hpcne.parallel import signals
+from hpcne.parallel.devices import choose_device
 from hpcne.parallel.errors import WorkerError
+from hpcne.parallel.runtime import place_problem
 from hpcne.parallel.split import pieces
-from hpcne.parallel.worker import Failure, evaluate_piece
+from hpcne.parallel.worker import Failure, describe_exception, evaluate_piece
 
 __all__ = ["PoolRuntime"]
 
 
-def _serve(problem: Problem, conn: Connection, threads: int) -> None:
+def _serve(problem: Problem, conn: Connection, index: int) -> None:
     """Worker loop: receive pieces, evaluate them, send results back, until told to stop."""
     # The coordinator decides when to stop; a Ctrl-C or SLURM signal must not kill workers mid-piece.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
         signal.signal(sig, signal.SIG_IGN)
-    torch.set_num_threads(threads)
-    problem._on_worker_start()
+    try:
+        problem._on_worker_start()
+        place_problem(problem, index, single_threaded=True)
+    except Exception as err:  # reported as the answer to the first piece
+        failure = describe_exception(err)
+        conn.send(("error", failure.host, None, failure.traceback, "at start-up"))
+        return
     dtype, width = problem.wire_dtype, problem.solution_length
     while True:
         try:
@@ -41,7 +49,7 @@ def _serve(problem: Problem, conn: Connection, threads: int) -> None:
         problem._load_sync_buffer(sync)
         result = evaluate_piece(problem, values, start, eval_round)
         if isinstance(result, Failure):
-            conn.send(("error", result.host, result.solution_index, result.traceback))
+            conn.send(("error", result.host, result.solution_index, result.traceback, None))
         else:
             conn.send(("ok", result.fitness, result.episodes, result.interactions, result.obs_delta))
 
@@ -50,38 +58,52 @@ class PoolRuntime:
     """Evaluates on ``num_workers`` forked processes; the calling process only coordinates."""
 
     is_main = True
-    stop_requested = False
 
-    def __init__(self, problem: Problem, num_workers: int, *, threads_per_worker: int = 1) -> None:
+    def __init__(self, problem: Problem, num_workers: int) -> None:
         """Fork the workers.
+
+        Each worker uses one torch thread (``actor_config={"num_threads": n}`` changes it) and,
+        when the problem asks for GPUs, the visible GPUs round-robin by worker index.
 
         Args:
             problem: The problem; each worker gets a copy through ``fork`` (nothing is pickled).
             num_workers: How many processes.
-            threads_per_worker: ``torch.set_num_threads`` in each worker.
         """
         if num_workers < 1:
             raise ValueError(f"A process pool needs at least one worker; got {num_workers}.")
         self._problem = problem
         self.num_workers = num_workers
+        self.stop_requested = False
         ctx = mp.get_context("fork")
         self._conns: list[Connection] = []
         self._procs: list[mp.process.BaseProcess] = []
-        for _ in range(num_workers):
+        for index in range(num_workers):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_serve, args=(problem, child, threads_per_worker), daemon=True)
+            proc = ctx.Process(target=_serve, args=(problem, child, index), daemon=True)
             proc.start()
             child.close()
             self._conns.append(parent)
             self._procs.append(proc)
         self.host = socket.gethostname()
+        self.devices = [
+            str(choose_device(w, problem.actor_config, problem.num_gpus_per_actor, problem.device))
+            for w in range(num_workers)
+        ]
 
     def describe(self) -> str:
         """One line on the layout."""
-        return f"process pool, {self.num_workers} workers on {self.host} (pids {[p.pid for p in self._procs]})"
+        devices = ", ".join(sorted(set(self.devices)))
+        pids = [p.pid for p in self._procs]
+        return f"process pool, {self.num_workers} workers on {self.host} ({devices}; pids {pids})"
 
     def evaluate(self, values: np.ndarray, eval_round: int) -> EvalResult:
-        """Hand out pieces to idle workers until all are evaluated; merge in piece order."""
+        """Hand out pieces to idle workers until all are evaluated; merge in piece order.
+
+        Raises:
+            WorkerError: A worker raised or died; all workers are stopped at once.
+        """
+        if not self._procs:
+            raise RuntimeError("This process pool was closed; the problem starts a new one on its next evaluation.")
         p = self._problem
         todo = deque(enumerate(pieces(len(values), self.num_workers, p.num_subbatches, p.subbatch_size)))
         sync = p._sync_buffer()
@@ -93,39 +115,40 @@ class PoolRuntime:
                 w = idle.popleft()
                 number, (start, stop) = todo.popleft()
                 self._conns[w].send(("eval", eval_round, start, sync))
-                self._conns[w].send_bytes(np.ascontiguousarray(values[start:stop]))
+                self._conns[w].send_bytes(values[start:stop])
                 busy[w] = (number, start)
             ready = wait([self._conns[w] for w in busy] + [self._procs[w].sentinel for w in busy])
             for w in list(busy):
                 if self._conns[w] in ready:
-                    message = self._recv(w, busy[w][1])
+                    message = self._receive(w, busy[w][1])
                 elif self._procs[w].sentinel in ready:
-                    self._died(w, busy[w][1])
+                    raise self._died(w, busy[w][1])
                 else:
                     continue
                 if message[0] == "error":
-                    _, host, index, text = message
-                    self.close()
-                    raise WorkerError(w, host, index, text, kind="pool worker")
+                    _, host, index, text, stage = message
+                    self.close(force=True)
+                    raise WorkerError(w, host, index, text, kind="pool worker", stage=stage)
                 _, fitness, episodes, interactions, delta = message
                 results[busy.pop(w)[0]] = EvalResult(fitness, episodes, interactions, delta)
                 idle.append(w)
+        self.stop_requested = signals.stop_requested()
         return EvalResult.merge([results[i] for i in sorted(results)])
 
-    def _recv(self, w: int, start: int) -> tuple:
+    def _receive(self, w: int, start: int) -> tuple:
         try:
             return self._conns[w].recv()
-        except (EOFError, ConnectionError):
-            self._died(w, start)
-            raise  # unreachable: _died raises
+        except (EOFError, ConnectionError, OSError):
+            raise self._died(w, start) from None
 
-    def _died(self, w: int, start: int) -> None:
+    def _died(self, w: int, start: int) -> WorkerError:
+        """Stop the pool after worker ``w`` died; return the error that says so."""
         proc = self._procs[w]
         proc.join(timeout=5)
         code = proc.exitcode
         how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
-        self.close()
-        raise WorkerError(
+        self.close(force=True)
+        return WorkerError(
             w,
             self.host,
             None,
@@ -133,16 +156,19 @@ class PoolRuntime:
             kind="pool worker",
         )
 
-    def close(self) -> None:
-        """Stop the workers (politely, then by force)."""
-        for conn in self._conns:
-            with contextlib.suppress(BrokenPipeError, OSError):
-                conn.send(("stop",))
+    def close(self, *, force: bool = False) -> None:
+        """Stop the workers: politely (each finishes its piece), or with ``force`` at once."""
+        atexit.unregister(self.close)
+        if not force:
+            for conn in self._conns:
+                with contextlib.suppress(BrokenPipeError, OSError):
+                    conn.send(("stop",))
         for proc in self._procs:
-            proc.join(timeout=5)
+            if not force:
+                proc.join(timeout=5)
             if proc.is_alive():
                 proc.kill()
-                proc.join(timeout=5)
+            proc.join(timeout=5)
         for conn in self._conns:
             conn.close()
         self._conns, self._procs = [], []

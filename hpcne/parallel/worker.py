@@ -10,7 +10,7 @@ import numpy as np
 
 from hpcne.core import EvalResult, Problem
 
-__all__ = ["Failure", "evaluate_piece"]
+__all__ = ["Failure", "describe_exception", "evaluate_piece"]
 
 
 @dataclass
@@ -22,10 +22,15 @@ class Failure:
     traceback: str
 
 
+def describe_exception(err: BaseException) -> Failure:
+    """Turn an exception (with the solution index annotated on it, if any) into a :class:`Failure`."""
+    text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    return Failure(socket.gethostname(), getattr(err, "hpcne_solution_index", None), text)
+
+
 def evaluate_piece(problem: Problem, values: np.ndarray, start: int, eval_round: int) -> EvalResult | Failure:
     """Evaluate rows ``start, start+1, ...`` of a round; turn an exception into a :class:`Failure`."""
     try:
         return problem._evaluate_local(values, start, eval_round)
     except Exception as err:
-        index = getattr(err, "hpcne_solution_index", None)
-        return Failure(socket.gethostname(), index, traceback.format_exc())
+        return describe_exception(err)

@@ -1,0 +1,243 @@
+"""Lossless storage of nested state trees (tensors, arrays, Python scalars) in HDF5 groups, without pickle."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Mapping
+from operator import itemgetter
+from typing import Any, NamedTuple
+
+import h5py
+import numpy as np
+import torch
+
+__all__ = ["read_attrs", "read_tree", "tree_digest", "write_tree"]
+
+_KIND = "kind"
+_TORCH_DTYPE = "torch_dtype"
+_INT64 = np.iinfo(np.int64)
+_NUMERIC_DTYPE_KINDS = "biufc"
+# Tensors whose dtype numpy lacks (bfloat16, float8, complex32) are stored as raw bits of this integer dtype.
+_BITS_BY_SIZE = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+_Container = Mapping[str, Any] | list[Any] | tuple[Any, ...]
+
+
+class _Leaf(NamedTuple):
+    """A non-container value in storable form: numeric array, text (variable-length UTF-8) or nothing."""
+
+    kind: str
+    data: np.ndarray | str | None
+    torch_dtype: str = ""
+
+
+def write_tree(group: h5py.Group, tree: Mapping[str, Any]) -> None:
+    """Writes a state tree into an empty HDF5 group.
+
+    Dicts, lists and tuples become subgroups, every other value one dataset; each node records its Python
+    type in a ``kind`` attribute. Key order is kept for nested dicts; for the top level it is kept when
+    ``group`` was created with ``track_order=True``.
+
+    Args:
+        group: Empty group to write into.
+        tree: Mapping with str keys whose values are tensors, numeric numpy arrays or scalars, int (any size),
+            float, bool, str, None, or (nested) dicts, lists and tuples of these.
+
+    Raises:
+        TypeError: A value or key has an unsupported type (the message names its path).
+        ValueError: A key is empty, ``"."``, or contains ``"/"`` or a NUL character.
+    """
+    _write_container(group, _require_mapping(tree), "")
+
+
+def read_tree(group: h5py.Group) -> dict[str, Any]:
+    """Reads a tree written by `write_tree`.
+
+    Values come back with their original Python types, dtypes and shapes; tuples come back as tuples.
+
+    Args:
+        group: Group passed to `write_tree`.
+
+    Returns:
+        The tree as nested dicts, lists and tuples.
+
+    Raises:
+        ValueError: The group was not written by `write_tree`.
+    """
+    tree = _read_node(group)
+    if not isinstance(tree, dict):
+        raise ValueError(
+            f"Expected group {group.name!r} to hold a dict written by write_tree, "
+            f"found a {type(tree).__name__}; pass the group that write_tree was given."
+        )
+    return tree
+
+
+def tree_digest(tree: Mapping[str, Any]) -> str:
+    """Computes a SHA-256 checksum of a tree's canonical serialization.
+
+    The serialization covers type tags, sorted dict keys, dtypes, shapes and raw bytes, so a tree and its
+    `read_tree` round trip have the same digest, and any changed bit changes it.
+
+    Args:
+        tree: Tree as accepted by `write_tree`.
+
+    Returns:
+        The hex digest.
+    """
+    digest = hashlib.sha256()
+    for part in _canonical_parts(_require_mapping(tree), ""):  # length prefixes keep the parts apart
+        digest.update(len(part).to_bytes(8, "little"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def read_attrs(node: h5py.HLObject) -> dict[str, Any]:
+    """Returns the attributes of an HDF5 file, group or dataset as plain Python values."""
+    return {
+        name: value.tolist() if isinstance(value, (np.generic, np.ndarray)) else value
+        for name, value in node.attrs.items()
+    }
+
+
+def _require_mapping(tree: Any) -> Mapping[str, Any]:
+    if not isinstance(tree, Mapping):
+        raise TypeError(f"Expected the tree to be a mapping with str keys, found {type(tree).__name__}.")
+    return tree
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}/{name}" if path else name
+
+
+def _is_container(value: Any) -> bool:
+    return isinstance(value, (Mapping, list, tuple))
+
+
+def _children(container: _Container, path: str) -> tuple[str, list[tuple[str, Any]]]:
+    """Returns a container's kind and its (name, child) pairs."""
+    if isinstance(container, Mapping):
+        for key in container:
+            _check_key(key, path)
+        return "dict", list(container.items())
+    return type(container).__name__, [(str(index), child) for index, child in enumerate(container)]
+
+
+def _check_key(key: Any, path: str) -> None:
+    where = f"in {path!r}" if path else "at the top level"
+    if not isinstance(key, str):
+        raise TypeError(f"Expected str keys, found {type(key).__name__} key {key!r} {where}; convert the keys to str.")
+    if key in ("", ".") or "/" in key or "\0" in key:
+        raise ValueError(
+            f"Key {key!r} {where} cannot be an HDF5 name: keys must be non-empty, not '.', and free of "
+            "'/' and NUL characters; rename the key."
+        )
+
+
+def _encode_leaf(value: Any, path: str) -> _Leaf:
+    """Converts a non-container value to its stored form."""
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous()
+        try:
+            data = tensor.numpy()
+        except TypeError:  # numpy lacks the dtype
+            data = tensor.view(_BITS_BY_SIZE[tensor.element_size()]).numpy()
+        return _Leaf("tensor", data, str(tensor.dtype).removeprefix("torch."))
+    if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind in _NUMERIC_DTYPE_KINDS:
+        kind = "ndarray" if isinstance(value, np.ndarray) else "npscalar"
+        return _Leaf(kind, np.asarray(value))
+    if isinstance(value, bool):
+        return _Leaf("bool", np.asarray(value))
+    if isinstance(value, int):  # ints beyond int64 are stored as decimal text
+        return _Leaf("int", np.asarray(value, np.int64) if _INT64.min <= value <= _INT64.max else str(value))
+    if isinstance(value, float):
+        return _Leaf("float", np.asarray(value, np.float64))
+    if isinstance(value, str):  # HDF5 strings end at NUL: store such strings as raw UTF-8 bytes
+        return _Leaf("str", np.frombuffer(value.encode(), np.uint8) if "\0" in value else value)
+    if value is None:
+        return _Leaf("none", None)
+    raise TypeError(
+        f"Cannot store the {type(value).__name__} at {path!r}: supported values are tensors, numeric or bool "
+        "numpy arrays and scalars, int, float, bool, str, None, and dicts, lists and tuples of these. "
+        "Convert the value to one of these types."
+    )
+
+
+def _write_container(group: h5py.Group, container: _Container, path: str) -> None:
+    kind, children = _children(container, path)
+    group.attrs[_KIND] = kind
+    for name, child in children:
+        child_path = _join(path, name)
+        if _is_container(child):
+            _write_container(group.create_group(name, track_order=True), child, child_path)
+        else:
+            _write_leaf(group, name, _encode_leaf(child, child_path))
+
+
+def _write_leaf(group: h5py.Group, name: str, leaf: _Leaf) -> None:
+    if leaf.data is None:
+        dataset = group.create_dataset(name, data=h5py.Empty("i1"))
+    elif isinstance(leaf.data, str):
+        dataset = group.create_dataset(name, data=leaf.data, dtype=h5py.string_dtype())
+    else:
+        dataset = group.create_dataset(name, data=leaf.data)
+    dataset.attrs[_KIND] = leaf.kind
+    if leaf.torch_dtype:
+        dataset.attrs[_TORCH_DTYPE] = leaf.torch_dtype
+
+
+def _canonical_parts(value: Any, path: str) -> Iterator[bytes]:
+    """Yields the canonical serialization of a value: type tags, sorted keys, dtypes, shapes, raw bytes."""
+    if not _is_container(value):
+        leaf = _encode_leaf(value, path)
+        yield leaf.kind.encode()
+        yield leaf.torch_dtype.encode()
+        if isinstance(leaf.data, np.ndarray):
+            yield from (b"array", leaf.data.dtype.str.encode(), str(leaf.data.shape).encode())
+            yield leaf.data.tobytes()
+        elif isinstance(leaf.data, str):
+            yield from (b"text", leaf.data.encode())
+        return
+    kind, children = _children(value, path)
+    yield from (kind.encode(), str(len(children)).encode())
+    for name, child in sorted(children, key=itemgetter(0)) if kind == "dict" else children:
+        yield name.encode()
+        yield from _canonical_parts(child, _join(path, name))
+
+
+def _read_node(node: h5py.Group | h5py.Dataset) -> Any:
+    kind = node.attrs.get(_KIND)
+    if isinstance(node, h5py.Group) and kind == "dict":
+        return {name: _read_node(child) for name, child in node.items()}
+    if isinstance(node, h5py.Group) and kind in ("list", "tuple"):
+        items = [_read_node(node[str(index)]) for index in range(len(node))]
+        return items if kind == "list" else tuple(items)
+    if isinstance(node, h5py.Dataset) and kind in _LEAF_READERS:
+        return _LEAF_READERS[kind](node)
+    raise ValueError(
+        f"Expected HDF5 object {node.name!r} to carry a 'kind' attribute written by write_tree, "
+        f"found {kind!r}; read only groups written by write_tree."
+    )
+
+
+def _read_tensor(dataset: h5py.Dataset) -> torch.Tensor:
+    dtype = getattr(torch, dataset.attrs[_TORCH_DTYPE])
+    return torch.from_numpy(dataset[...]).view(dtype)
+
+
+def _read_str(dataset: h5py.Dataset) -> str:
+    if h5py.check_string_dtype(dataset.dtype):
+        return dataset.asstr()[()]
+    return dataset[...].tobytes().decode()
+
+
+_LEAF_READERS: dict[str, Callable[[h5py.Dataset], Any]] = {
+    "tensor": _read_tensor,
+    "ndarray": lambda dataset: dataset[...],
+    "npscalar": lambda dataset: dataset[()],
+    "bool": lambda dataset: bool(dataset[()]),
+    "int": lambda dataset: int(dataset[()]),  # int() parses both int64 and the decimal text (bytes)
+    "float": lambda dataset: float(dataset[()]),
+    "str": _read_str,
+    "none": lambda dataset: None,
+}

@@ -1,0 +1,74 @@
+"""Joining an MPI job: how many ranks the launcher started, and ending the job when a rank fails.
+
+An uncaught exception on one rank must not leave the others waiting in a collective until the
+job's time limit. :func:`prepare_mpi_job` (run when :mod:`hpcne.parallel` is imported) makes
+every rank of a multi-rank job initialize MPI early and installs :func:`install_mpi_excepthook`,
+so that a rank that fails anywhere, even while building its problem, ends the whole job with a
+message that names it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import traceback
+from typing import Any
+
+__all__ = ["install_mpi_excepthook", "launcher_world_size", "prepare_mpi_job"]
+
+# Variables through which launchers announce the job size: Open MPI, MPICH/Hydra and PMI-2
+# (also srun --mpi=pmi2), PMIx, and srun's own.
+_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_STEP_NUM_TASKS")
+
+
+def launcher_world_size() -> int:
+    """The number of processes the MPI launcher started (1 when not under a launcher)."""
+    if "mpi4py.MPI" in sys.modules:
+        return sys.modules["mpi4py.MPI"].COMM_WORLD.Get_size()
+    for var in _SIZE_VARS:
+        value = os.environ.get(var, "")
+        if value.isdigit():
+            return int(value)
+    return 1
+
+
+def prepare_mpi_job() -> None:
+    """Under a launcher with several ranks: initialize MPI and install the excepthook; else nothing."""
+    if launcher_world_size() > 1:
+        install_mpi_excepthook()
+
+
+def _rank0_can_exit_cleanly() -> bool:
+    """Whether the other ranks are released, or an idle MPI runtime will release them at exit."""
+    mpi = sys.modules.get("hpcne.parallel.mpi")
+    return mpi is not None and mpi.MPIRuntime.can_exit_cleanly()
+
+
+def install_mpi_excepthook() -> None:
+    """Make an uncaught exception end the whole MPI job instead of leaving other ranks waiting.
+
+    A rank other than 0 prints the error with its rank and host and calls ``MPI_Abort``. Rank 0
+    prints the error; it then exits normally (status 1) when its runtime can release the other
+    ranks, and calls ``MPI_Abort`` when they may be waiting for it anywhere else.
+    """
+    from mpi4py import MPI
+
+    if getattr(sys.excepthook, "_hpcne", False):
+        return
+    previous = sys.excepthook
+    rank = MPI.COMM_WORLD.Get_rank()
+
+    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        if rank == 0:
+            previous(kind, value, tb)
+            if _rank0_can_exit_cleanly() or MPI.COMM_WORLD.Get_size() == 1:
+                return
+        else:
+            text = "".join(traceback.format_exception(kind, value, tb))
+            sys.stderr.write(f"hpcne: rank {rank} on {socket.gethostname()} failed:\n{text}")
+        sys.stderr.flush()
+        MPI.COMM_WORLD.Abort(1)
+
+    hook._hpcne = True  # type: ignore[attr-defined]
+    sys.excepthook = hook

@@ -1,0 +1,92 @@
+"""Tests of loading, summarizing and plotting results files."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from hpcne.io import RESULT_COLUMNS, ResultsWriter, load_runs, plot_learning_curves, read_results, summarize
+
+
+def _write_run(run_dir: Path, *, generations: int = 20, scale: float = 1.0, algorithm: str = "pgpe") -> Path:
+    """Writes a synthetic run whose values are simple functions of the generation."""
+    run_dir.mkdir(parents=True)
+    with ResultsWriter(run_dir / "results.h5", RESULT_COLUMNS, attrs={"algorithm": algorithm}) as writer:
+        for generation in range(1, generations + 1):
+            writer.append(
+                {
+                    "generation": generation,
+                    "mean_eval": scale * generation,
+                    "best_eval": scale * generation * 2,
+                    "center_eval": scale * generation * 3 if generation % 5 == 0 else math.nan,
+                    "popsize": 10,
+                    "interaction_count": 1000 * generation,
+                    "episode_count": 10 * generation,
+                    "wall_time": 0.5 * generation * scale,
+                }
+            )
+    return run_dir
+
+
+def test_read_results_accepts_run_dir_or_file(tmp_path: Path) -> None:
+    run_dir = _write_run(tmp_path / "run")
+    from_dir, from_file = read_results(run_dir), read_results(run_dir / "results.h5")
+    assert from_dir.equals(from_file) and len(from_dir) == 20
+    assert from_dir.attrs["algorithm"] == "pgpe"
+    with pytest.raises(FileNotFoundError, match=r"run directory containing results\.h5"):
+        read_results(tmp_path / "missing")
+
+
+def test_load_runs_names_runs_uniquely(tmp_path: Path) -> None:
+    paths = [_write_run(tmp_path / "a" / "seed0"), _write_run(tmp_path / "b" / "seed0")]
+    paths.append(_write_run(tmp_path / "c", generations=5) / "results.h5")
+    runs = load_runs(paths)
+    assert runs.columns[0] == "run"
+    assert runs["run"].unique().tolist() == ["seed0", "seed0-2", "c"]
+    assert runs.attrs["runs"]["c"]["algorithm"] == "pgpe"
+    with pytest.raises(ValueError, match="at least one"):
+        load_runs([])
+
+
+def test_summarize_reports_final_values(tmp_path: Path) -> None:
+    runs = load_runs([_write_run(tmp_path / "one"), _write_run(tmp_path / "two", generations=12, scale=2.0)])
+    summary = summarize(runs)
+    assert summary.index.tolist() == ["one", "two"]
+    expected_columns = ["generations", "final_mean_eval", "best_eval", "final_center_eval"]
+    expected_columns += ["total_interactions", "total_episodes", "wall_time"]
+    assert summary.columns.tolist() == expected_columns
+    assert summary.loc["one"].tolist() == [20, 20.0, 40.0, 60.0, 20000, 200, 10.0]
+    assert summary.loc["two"].tolist() == [12, 24.0, 48.0, 60.0, 12000, 120, 12.0]
+
+
+def test_summarize_leaves_out_center_eval_without_values(tmp_path: Path) -> None:
+    runs = load_runs([_write_run(tmp_path / "run")]).assign(center_eval=np.nan)
+    assert "final_center_eval" not in summarize(runs)
+    assert summarize(read_results(tmp_path / "run")).index.tolist() == ["run"]
+
+
+def _assert_png(path: Path) -> None:
+    image = imread(path)
+    assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 600
+    assert image[..., :3].std() > 0
+
+
+def test_plot_single_run(tmp_path: Path) -> None:
+    out = plot_learning_curves(read_results(_write_run(tmp_path / "run")), tmp_path / "curves.png")
+    assert out == tmp_path / "curves.png"
+    _assert_png(out)
+
+
+def test_plot_several_runs_and_groups(tmp_path: Path) -> None:
+    runs = load_runs(
+        _write_run(tmp_path / f"seed{seed}", generations=15 + seed, scale=1 + seed / 10, algorithm=algorithm)
+        for seed, algorithm in enumerate(["pgpe", "pgpe", "cem"])
+    )
+    _assert_png(plot_learning_curves(runs, tmp_path / "all.png"))
+    _assert_png(plot_learning_curves(runs, tmp_path / "grouped.png", group_by="algorithm"))
+    with pytest.raises(ValueError, match="Cannot group run 'seed0' by 'unknown'"):
+        plot_learning_curves(runs, tmp_path / "bad.png", group_by="unknown")

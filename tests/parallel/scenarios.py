@@ -1,0 +1,137 @@
+"""Scenarios that the parallel tests run in a subprocess, under ``mpiexec`` or as a plain script.
+
+Usage: ``python scenarios.py NAME`` or ``mpiexec -n 3 python -m mpi4py scenarios.py NAME``.
+The failing ones fail on the last MPI rank (or in a pool worker), on solution ``BAD`` where
+a solution can be singled out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import hpcne.parallel  # noqa: F401 -- under mpiexec: initialize MPI early, abort the job on a failure
+from hpcne.core import Problem
+from hpcne.neuroevolution import GymNE, NEProblem
+
+POPSIZE = 12
+BAD = 9  # with 12 solutions on 3 ranks, rows 8..11 are evaluated by rank 2
+MARK = 1000.0  # the first parameter of the bad solution
+
+
+def rank_and_size() -> tuple[int, int]:
+    """This process's MPI rank and the job size from the launcher's variables ((0, 1) outside MPI)."""
+    for rank, size in (("PMI_RANK", "PMI_SIZE"), ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE")):
+        if rank in os.environ:
+            return int(os.environ[rank]), int(os.environ[size])
+    return 0, 1
+
+
+def on_last_rank() -> bool:
+    """Whether this is the last MPI rank, or a pool worker (never the coordinator of a pool)."""
+    rank, size = rank_and_size()
+    return rank == size - 1 if size > 1 else os.environ.get("SCENARIO_PARENT") != str(os.getpid())
+
+
+def population(width: int) -> torch.Tensor:
+    values = torch.zeros(POPSIZE, width)
+    values[BAD, 0] = MARK
+    return values
+
+
+def raising_eval(net: torch.nn.Module) -> float:
+    first = float(next(net.parameters()).reshape(-1)[0])
+    if first == MARK:
+        raise ArithmeticError("the fitness function of the bad solution raised on purpose")
+    return first
+
+
+def killing_eval(net: torch.nn.Module) -> float:
+    if on_last_rank():
+        os.kill(os.getpid(), signal.SIGKILL)
+    return 0.0
+
+
+class BadStepEnv(gym.Wrapper):
+    """CartPole whose step raises on the last rank (or in a pool worker)."""
+
+    def __init__(self) -> None:
+        super().__init__(gym.make("CartPole-v1"))
+
+    def step(self, action: Any) -> Any:
+        if on_last_rank():
+            raise OSError("the simulator lost its connection (raised on purpose)")
+        return self.env.step(action)
+
+
+def nan_network(obs_length: int, act_length: int) -> torch.nn.Module:
+    return torch.nn.Linear(obs_length, act_length)
+
+
+def scenario_raise() -> Problem:
+    return NEProblem("max", "Linear(2, 1)", raising_eval, seed=1, num_actors=2)
+
+
+def scenario_kill() -> Problem:
+    return NEProblem("max", "Linear(2, 1)", killing_eval, seed=1, num_actors=2)
+
+
+def scenario_bad_step() -> Problem:
+    return GymNE(BadStepEnv, "Linear(obs_length, act_length)", seed=1, num_actors=2)
+
+
+def scenario_nan() -> Problem:
+    problem = GymNE("CartPole-v1", "Linear(obs_length, act_length)", seed=1, num_actors=2)
+    problem.bad_values = float("nan")  # type: ignore[attr-defined]
+    return problem
+
+
+def scenario_build() -> Problem:
+    rank, size = rank_and_size()
+    env = "NoSuchEnv-v0" if rank == size - 1 and size > 1 else "CartPole-v1"
+    return GymNE(env, "Linear(obs_length, act_length)", seed=1, num_actors=2)
+
+
+def scenario_lazy_build() -> Problem:
+    """A network that only the last rank cannot build (networks are built on first use)."""
+
+    def network() -> torch.nn.Module:
+        if on_last_rank():
+            raise ImportError("this rank lacks the module that defines the network (raised on purpose)")
+        return torch.nn.Linear(2, 1)
+
+    return NEProblem("max", network, raising_eval, seed=1, num_actors=2)
+
+
+CARTPOLE_WIDTH = 4 * 2 + 2  # Linear(obs_length, act_length)
+SCENARIOS: dict[str, tuple[Callable[[], Problem], int]] = {
+    "raise": (scenario_raise, 3),
+    "kill": (scenario_kill, 3),
+    "bad_step": (scenario_bad_step, CARTPOLE_WIDTH),
+    "nan": (scenario_nan, CARTPOLE_WIDTH),
+    "build": (scenario_build, CARTPOLE_WIDTH),
+    "lazy_build": (scenario_lazy_build, 3),
+}
+
+
+def main(name: str) -> None:
+    os.environ["SCENARIO_PARENT"] = str(os.getpid())
+    build, width = SCENARIOS[name]
+    problem = build()
+    values = population(width)
+    if getattr(problem, "bad_values", None) is not None:
+        values[BAD] = problem.bad_values  # type: ignore[attr-defined]
+    fitness = problem.evaluate_values(values)
+    print(json.dumps({"fitness": np.asarray(fitness).tolist()}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
