@@ -23,7 +23,11 @@ SPLITS: dict[str, dict[str, int]] = {
     "subbatch_size=3": {"subbatch_size": 3},
 }
 # (split, observation normalization, repetition)
-RUNS = [(split, False, 0) for split in SPLITS] + [("static", True, 0), ("static", True, 1), ("subbatch_size=3", True, 0)]
+RUNS = [(split, False, 0) for split in SPLITS] + [
+    ("static", True, 0),
+    ("static", True, 1),
+    ("subbatch_size=3", True, 0),
+]
 
 
 def run(split: str, obs_norm: bool, num_actors: int | None = None) -> dict[str, Any]:

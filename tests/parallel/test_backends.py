@@ -1,0 +1,88 @@
+"""Which backend a problem gets, how to force one, and what it says at start-up."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import sum_problem
+
+from hpcne.parallel import SerialRuntime, runtime, use_backend
+from hpcne.parallel.launch import launcher_world_size
+from hpcne.parallel.pool import PoolRuntime, cpu_count
+
+
+@pytest.mark.parametrize(
+    ("num_actors", "kind", "workers"),
+    [
+        (None, SerialRuntime, 1),
+        (1, SerialRuntime, 1),
+        (0, SerialRuntime, 1),
+        (2, PoolRuntime, 2),
+        ("max", PoolRuntime, cpu_count()),
+    ],
+)
+def test_num_actors_chooses_serial_or_pool(num_actors: object, kind: type, workers: int) -> None:
+    problem = sum_problem(num_actors=num_actors)
+    try:
+        assert isinstance(problem.runtime, kind)
+        assert problem.runtime.num_workers == workers
+    finally:
+        problem.kill_actors()
+
+
+def test_environment_variable_forces_a_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HPCNE_BACKEND", "serial")
+    problem = sum_problem(num_actors=2)
+    assert isinstance(problem.runtime, SerialRuntime)
+    monkeypatch.setenv("HPCNE_BACKEND", "pool")
+    problem = sum_problem(num_actors=None)
+    try:
+        assert isinstance(problem.runtime, PoolRuntime)
+        assert problem.runtime.num_workers == 1
+    finally:
+        problem.kill_actors()
+
+
+def test_use_backend_overrides_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HPCNE_BACKEND", "pool")
+    use_backend("serial")
+    assert isinstance(sum_problem(num_actors=2).runtime, SerialRuntime)
+
+
+def test_bad_backend_names_are_clear_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match=r"Unknown backend 'ray'; choose one of serial, pool, mpi\."):
+        use_backend("ray")
+    monkeypatch.setenv("HPCNE_BACKEND", "ray")
+    with pytest.raises(ValueError, match=r"HPCNE_BACKEND='ray' is not a backend; choose one of serial, pool, mpi"):
+        _ = sum_problem().runtime
+
+
+def test_a_local_backend_under_a_multi_rank_launcher_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime, "launcher_world_size", lambda: 3)
+    use_backend("pool")
+    with pytest.raises(ValueError, match="one of 3 MPI ranks: every rank would run the whole search"):
+        _ = sum_problem().runtime
+
+
+@pytest.mark.parametrize("variable", ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_STEP_NUM_TASKS"])
+def test_launcher_size_comes_from_the_launchers_variables(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    for name in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_STEP_NUM_TASKS"):
+        monkeypatch.delenv(name, raising=False)
+    assert launcher_world_size() == 1
+    monkeypatch.setenv(variable, "4")
+    assert launcher_world_size() == 4
+
+
+def test_start_up_line_names_backend_and_workers(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture) -> None:
+    monkeypatch.delenv("HPCNE_QUIET", raising=False)
+    problem = sum_problem(num_actors=2)
+    try:
+        problem.evaluate_values(torch.zeros(4, 5))
+    finally:
+        problem.kill_actors()
+    assert "hpcne: evaluating with process pool, 2 workers on " in capfd.readouterr().err
+    _ = sum_problem().runtime
+    assert "hpcne: evaluating with serial, 1 worker (this process) on " in capfd.readouterr().err
+    monkeypatch.setenv("HPCNE_QUIET", "1")
+    _ = sum_problem().runtime
+    assert capfd.readouterr().err == ""
