@@ -140,8 +140,13 @@ class SearchAlgorithm:
     # ---------------------------------------------------------------- status
     @property
     def status(self) -> dict[str, Any]:
-        """The status after the last step: ``iter``, population statistics, ``best``/``best_eval``, the
-        searcher's own entries (e.g. ``center``, ``stdev``) and the problem's (e.g. interaction counts)."""
+        """The status after the last step.
+
+        It holds ``iter``, the population's statistics (``popsize``, ``mean_eval``, ``median_eval``,
+        ``pop_best``, ``pop_best_eval``, ``worst_eval``), the best so far (``best``, ``best_eval``),
+        the searcher's own entries (e.g. ``center``, ``stdev``) and the problem's (e.g.
+        ``total_interaction_count``), plus whatever ``after_step_hook`` functions returned.
+        """
         if self._status is None:
             self._status = self._compose_status()
         return self._status
@@ -156,25 +161,27 @@ class SearchAlgorithm:
         return tensor.to(self.problem.dtype, copy=True)
 
     def _track_best(self) -> None:
+        """Keep a copy of the population's best solution if it beats the best so far."""
         population = self.population
         i = population.argbest()
-        if self._best is None or self.problem.is_better(population[i].evaluation, self._best[0].evaluation):
+        if self._best is None or self.problem.is_better(float(population.evals[i, 0]), float(self._best.evals[0, 0])):
             self._best = population.take([i])
 
     def _compose_status(self) -> dict[str, Any]:
+        """Build the status from the step count, the getters, the population, the best and the problem."""
         status: dict[str, Any] = {"iter": self.step_count}
         status.update({key: getter() for key, getter in self._status_getters.items()})
         population = self.population
         if population is not None:
             evals = population.evals[:, 0]
-            pop_best = population.take([population.argbest()])[0]
+            best = population.argbest()
             status.update(
                 popsize=len(population),
                 mean_eval=float(evals.mean()),
                 median_eval=float(evals.median()),
-                pop_best=pop_best,
-                pop_best_eval=pop_best.evaluation,
-                worst_eval=population[population.argworst()].evaluation,
+                pop_best=population[best],  # a view: populations are replaced, never modified in place
+                pop_best_eval=float(evals[best]),
+                worst_eval=float(evals[population.argworst()]),
             )
         if self._best is not None:
             status.update(best=self._best[0], best_eval=self._best[0].evaluation)
@@ -243,6 +250,11 @@ class SearchAlgorithm:
         for attr in self._state_attrs:
             saved = state["search"][attr]
             current = getattr(self, attr)
+            if hasattr(current, "load_state_dict") != isinstance(saved, Mapping):
+                raise ValueError(
+                    f"The saved {attr!r} ({type(saved).__name__}) does not fit this {type(self).__name__}'s "
+                    f"({type(current).__name__}); build the searcher with the saved run's settings."
+                )
             if hasattr(current, "load_state_dict"):
                 current.load_state_dict(saved)
             else:

@@ -113,14 +113,13 @@ class CMAES(SearchAlgorithm):
         if self.separable:
             default_c_c = (1 + 1 / d + mu_eff / d) / (math.sqrt(d) + 1 / d + 2 * mu_eff / d)
             default_c_1 = 1 / (d + 2 * math.sqrt(d) + mu_eff / d)
-            self.c_1 = _scaled(c_1, default_c_1, c_1_ratio)
             default_c_mu = (0.25 + mu_eff + 1 / mu_eff - 2) / (d + 4 * math.sqrt(d) + mu_eff / 2)
         else:
             default_c_c = (4 + mu_eff / d) / (d + 4 + 2 * mu_eff / d)
             default_c_1 = min(1.0, self.popsize / 6) * 2 / ((d + 1.3) ** 2 + mu_eff)
-            self.c_1 = _scaled(c_1, default_c_1, c_1_ratio)
             default_c_mu = 2 * (0.25 + mu_eff - 2 + 1 / mu_eff) / ((d + 2) ** 2 + mu_eff)
         self.c_c = _scaled(c_c, default_c_c, c_c_ratio)
+        self.c_1 = _scaled(c_1, default_c_1, c_1_ratio)
         self.c_mu = _scaled(c_mu, min(1 - self.c_1, default_c_mu), c_mu_ratio)
 
         if self.active:
@@ -150,51 +149,59 @@ class CMAES(SearchAlgorithm):
         self.D = torch.ones(d, dtype=torch.float64)
 
     def _step(self) -> None:
+        """Sample and evaluate, then update the mean, the paths, the covariance and the step size."""
         d = self.problem.solution_length
         z = torch.randn(self.popsize, d, generator=self._generator, dtype=torch.float64)
-        y = z * self.D if self.separable else (z * self.D) @ self.B.T
+        y = z * self.D if self.separable else (z * self.D) @ self.B.T  # y ~ N(0, C)
         self.population = SolutionBatch(self.problem, values=self.center + self.sigma * y)
         self.problem.evaluate(self.population)
-
         order = best_first(self.population.evals[:, 0], higher_is_better=self._higher_is_better)
         z, y = z[order], y[order]
+        h_sigma = self._update_mean_and_paths(z, y)
+        self._update_covariance(z, y, h_sigma)
+        path_norm = float(torch.linalg.vector_norm(self.p_sigma))
+        log_change = (path_norm**2 / d - 1) / 2 if self.csa_squared else path_norm / self.chi_n - 1
+        self.sigma = self.sigma * math.exp(self.c_sigma / self.damp_sigma * log_change)
+        if self.stdev_min is not None or self.stdev_max is not None:
+            limited = torch.clamp(self.sigma * self._variances.sqrt(), self.stdev_min, self.stdev_max)
+            self._variances.copy_((limited / self.sigma) ** 2)
+        if self.separable or (self.step_count + 1) % self.decompose_every == 0:
+            self._decompose()
+
+    def _update_mean_and_paths(self, z: torch.Tensor, y: torch.Tensor) -> float:
+        """Move the mean and update both evolution paths from the sorted samples; return ``h_sigma``."""
+        d = self.problem.solution_length
         top = self.weights[: self.mu]
         y_w = top @ y[: self.mu]
         z_w = top @ z[: self.mu]
         self.center = self.center + self.c_m * self.sigma * y_w
-
         whitened = z_w if self.separable else self.B @ z_w  # C^(-1/2) y_w
         self.p_sigma = (1 - self.c_sigma) * self.p_sigma + math.sqrt(
             self.c_sigma * (2 - self.c_sigma) * self.mu_eff
         ) * whitened
-        path_length = float(torch.linalg.vector_norm(self.p_sigma))
-        unbiased = path_length / math.sqrt(1 - (1 - self.c_sigma) ** (2 * (self.step_count + 1)))
+        path_norm = float(torch.linalg.vector_norm(self.p_sigma))
+        unbiased = path_norm / math.sqrt(1 - (1 - self.c_sigma) ** (2 * (self.step_count + 1)))
         h_sigma = float(unbiased < (1.4 + 2 / (d + 1)) * self.chi_n)
         self.p_c = (1 - self.c_c) * self.p_c + h_sigma * math.sqrt(self.c_c * (2 - self.c_c) * self.mu_eff) * y_w
+        return h_sigma
 
-        # Active weights are rescaled by d / |C^(-1/2) y_i|^2 = d / |z_i|^2.
+    def _update_covariance(self, z: torch.Tensor, y: torch.Tensor, h_sigma: float) -> None:
+        """Apply the rank-one and (active) rank-mu updates to ``C`` from the sorted samples."""
+        d = self.problem.solution_length
+        # Negative weights are rescaled by d / |C^(-1/2) y_i|^2 = d / |z_i|^2.
         weights = torch.where(self.weights >= 0, self.weights, self.weights * d / (z**2).sum(dim=1))
-        decay = (
-            1 + self.c_1 * (1 - h_sigma) * self.c_c * (2 - self.c_c) - self.c_1 - self.c_mu * float(self.weights.sum())
-        )
+        lost_variance = (1 - h_sigma) * self.c_c * (2 - self.c_c)
+        decay = 1 + self.c_1 * lost_variance - self.c_1 - self.c_mu * float(self.weights.sum())
         if self.separable:
             rank_one, rank_mu = self.p_c**2, weights @ y**2
         else:
             rank_one, rank_mu = torch.outer(self.p_c, self.p_c), (y.T * weights) @ y
         self.C = decay * self.C + self.c_1 * rank_one + self.c_mu * rank_mu
 
-        log_change = (path_length**2 / d - 1) / 2 if self.csa_squared else path_length / self.chi_n - 1
-        self.sigma = self.sigma * math.exp(self.c_sigma / self.damp_sigma * log_change)
-        if self.stdev_min is not None or self.stdev_max is not None:
-            self._limit_stdev()
-        if self.separable or (self.step_count + 1) % self.decompose_every == 0:
-            self._decompose()
-
-    def _limit_stdev(self) -> None:
-        """Clamp ``sigma * sqrt(C_ii)`` to ``[stdev_min, stdev_max]`` by rescaling the variances."""
-        variances = self.C if self.separable else torch.diagonal(self.C)
-        limited = torch.clamp(self.sigma * variances.sqrt(), self.stdev_min, self.stdev_max)
-        variances.copy_((limited / self.sigma) ** 2)
+    @property
+    def _variances(self) -> torch.Tensor:
+        """The diagonal of ``C`` (a view)."""
+        return self.C if self.separable else torch.diagonal(self.C)
 
     def _decompose(self) -> None:
         """Refresh ``B`` and ``D`` (``C = B diag(D^2) B^T``) from ``C``."""
@@ -209,8 +216,7 @@ class CMAES(SearchAlgorithm):
         return self._report(self.center)
 
     def _get_stdev(self) -> torch.Tensor:
-        variances = self.C if self.separable else torch.diagonal(self.C)
-        return self._report(self.sigma * variances.sqrt())
+        return self._report(self.sigma * self._variances.sqrt())
 
     def _get_stepsize(self) -> float:
         return self.sigma

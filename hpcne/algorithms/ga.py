@@ -71,7 +71,9 @@ class GeneticAlgorithm(SearchAlgorithm):
             num_parents = max(1, math.floor(ratio * self.popsize))
         self.num_parents = check_int("num_parents", num_parents, minimum=1)
         if self.num_parents > self.popsize:
-            raise ValueError(f"num_parents ({num_parents}) cannot exceed popsize ({popsize}).")
+            raise ValueError(
+                f"num_parents ({num_parents}) cannot exceed popsize ({popsize}); lower num_parents or raise popsize."
+            )
         self.num_elites = check_int("num_elites", num_elites, minimum=0)
         if self.num_elites >= self.popsize:
             raise ValueError(
@@ -86,6 +88,7 @@ class GeneticAlgorithm(SearchAlgorithm):
         self.elite_evaluations = check_int("elite_evaluations", elite_evaluations, minimum=1)
 
     def _step(self) -> None:
+        """Evaluate the first population, or breed the next one from the current population."""
         if self.population is None:
             population = self.problem.generate_batch(self.popsize)
             self.problem.evaluate(population)

@@ -55,7 +55,7 @@ def as_vector(name: str, value: Any, length: int, dtype: torch.dtype) -> torch.T
 
 
 def initial_center(problem: Problem, center_init: Any, dtype: torch.dtype) -> torch.Tensor:
-    """Return the starting centre: ``center_init`` (values or a Solution), else a random point.
+    """Return the starting centre: ``center_init`` (values, a scalar or a Solution), else a random point.
 
     The random point is ``problem.generate_values(1)[0]``, drawn within the initial bounds.
     """
@@ -63,13 +63,7 @@ def initial_center(problem: Problem, center_init: Any, dtype: torch.dtype) -> to
         return problem.generate_values(1)[0].to(dtype)
     if isinstance(center_init, Solution):
         center_init = center_init.values
-    center = torch.as_tensor(center_init, dtype=dtype)
-    if center.shape != (problem.solution_length,):
-        raise ValueError(
-            f"center_init must have one value per decision variable ({problem.solution_length}); "
-            f"got shape {tuple(center.shape)}."
-        )
-    return center.clone()
+    return as_vector("center_init", center_init, problem.solution_length, dtype)
 
 
 def stdev_from_radius(radius: float, solution_length: int) -> float:
@@ -201,7 +195,7 @@ class GaussianSearchAlgorithm(SearchAlgorithm):
         self.popsize_max = None if popsize_max is None else check_int("popsize_max", popsize_max, minimum=self.popsize)
         self.ranking_method = check_ranking_method(ranking_method)
         check_obj_index(obj_index)
-        self.distributed = bool(distributed)
+        del distributed  # accepted for EvoTorch compatibility; updates are always computed centrally
         self.center = initial_center(problem, center_init, self._dtype)
         self.stdev = initial_stdev(stdev_init, radius_init, d, self._dtype)
         self.stdev_min, self.stdev_max, self.stdev_max_change = (
@@ -232,11 +226,13 @@ class GaussianSearchAlgorithm(SearchAlgorithm):
 
     # --------------------------------------------------------------- helpers
     def _step(self) -> None:
+        """Sample and evaluate a population, then update the distribution from it."""
         self._update(self._sample_and_evaluate())
 
     def _sample_and_evaluate(self) -> torch.Tensor:
         """Sample and evaluate the population (more batches with ``num_interactions``); return its noise."""
-        interactions_before = self.problem.status.get("total_interaction_count", 0)
+        counted = self.num_interactions is not None
+        interactions_before = self.problem.status["total_interaction_count"] if counted else 0
         noises, batches = [], []
         while True:
             noise = self.problem.make_gaussian(
@@ -251,7 +247,7 @@ class GaussianSearchAlgorithm(SearchAlgorithm):
             self.problem.evaluate(batch)
             noises.append(noise)
             batches.append(batch)
-            if self.num_interactions is None:
+            if not counted:
                 break
             if self.popsize_max is not None and self.popsize * len(batches) >= self.popsize_max:
                 break

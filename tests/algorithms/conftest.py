@@ -23,7 +23,23 @@ def rastrigin(x: torch.Tensor) -> torch.Tensor:
     return 10 * x.shape[-1] + (x**2 - 10 * torch.cos(2 * math.pi * x)).sum(-1)
 
 
-FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"sphere": sphere, "rastrigin": rastrigin}
+def ellipsoid(x: torch.Tensor) -> torch.Tensor:
+    """The separable ellipsoid with condition number 1e6, row-wise."""
+    d = x.shape[-1]
+    return ((10 ** (6 * torch.arange(d, dtype=x.dtype) / (d - 1))) * x**2).sum(-1)
+
+
+def rosenbrock(x: torch.Tensor) -> torch.Tensor:
+    """Rosenbrock's function, row-wise; the global minimum 0 is at (1, ..., 1)."""
+    return (100 * (x[..., 1:] - x[..., :-1] ** 2) ** 2 + (1 - x[..., :-1]) ** 2).sum(-1)
+
+
+FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "sphere": sphere,
+    "rastrigin": rastrigin,
+    "ellipsoid": ellipsoid,
+    "rosenbrock": rosenbrock,
+}
 
 # Small configurations of every registered algorithm, for tests that only need a working searcher.
 SMALL_CONFIGS: dict[str, dict[str, Any]] = {
@@ -67,7 +83,7 @@ def single_thread() -> Iterator[None]:
 
 @pytest.fixture
 def make_problem() -> Callable[..., Problem]:
-    """Return a factory of test problems (``function`` is ``"sphere"`` or ``"rastrigin"``)."""
+    """Return a factory of test problems (``function`` names one of :data:`FUNCTIONS`)."""
 
     def make(
         function: str = "sphere", d: int = 10, sense: str = "min", seed: int = 0, noise: float = 0.0, **options: Any
@@ -76,6 +92,12 @@ def make_problem() -> Callable[..., Problem]:
         return FunctionProblem(sense, FUNCTIONS[function], noise=noise, solution_length=d, seed=seed, **options)
 
     return make
+
+
+@pytest.fixture
+def functions() -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """Return the test functions by name."""
+    return FUNCTIONS
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,7 +13,7 @@ from hpcne.algorithms import CEM, CMAES, PGPE, SNES, XNES, GeneticAlgorithm
 from hpcne.algorithms.gaussian import limit_stdev, stdev_from_radius
 from hpcne.algorithms.pgpe import pgpe_gradients
 from hpcne.algorithms.ranking import rank
-from hpcne.core import Problem
+from hpcne.core import EvalResult, Problem, SolutionBatch
 
 
 def test_symmetric_pgpe_gradient_two_directions() -> None:
@@ -83,7 +84,8 @@ def test_snes_default_hyperparameters(make_problem: Callable[..., Problem]) -> N
     assert snes.stdev_learning_rate == pytest.approx(0.2 * (3 + 2.302585093) / 10**0.5)
     scaled = SNES(make_problem(d=10), stdev_init=1.0, stdev_learning_rate=0.5)
     assert scaled.stdev_learning_rate == pytest.approx(0.5 * snes.stdev_learning_rate)
-    assert SNES(make_problem(), stdev_init=1.0, stdev_learning_rate=0.5, scale_learning_rate=False).stdev_learning_rate == 0.5
+    unscaled = SNES(make_problem(), stdev_init=1.0, stdev_learning_rate=0.5, scale_learning_rate=False)
+    assert unscaled.stdev_learning_rate == 0.5
 
 
 def test_xnes_defaults_and_full_covariance(make_problem: Callable[..., Problem]) -> None:
@@ -111,7 +113,11 @@ BAD_ARGUMENTS: list[tuple[type, dict[str, Any], str]] = [
     (PGPE, {"popsize": 8, "stdev_init": 1.0, "stdev_learning_rate": -0.1}, "stdev_learning_rate must be a positive"),
     (PGPE, {"popsize": 8, "stdev_init": -1.0}, "stdev_init must be positive everywhere"),
     (PGPE, {"popsize": 8, "stdev_init": [1.0, 2.0]}, r"one value per decision variable \(5\); got shape \(2,\)"),
-    (PGPE, {"popsize": 8, "stdev_init": 1.0, "center_init": [0.0]}, "center_init must have one value per"),
+    (
+        PGPE,
+        {"popsize": 8, "stdev_init": 1.0, "center_init": [0.0]},
+        "center_init must be a scalar or have one value per",
+    ),
     (PGPE, {"popsize": 8, "stdev_init": 1.0, "obj_index": 1}, "obj_index must be None or 0"),
     (PGPE, {"popsize": 8, "stdev_init": 1.0, "num_interactions": 100}, "num_interactions needs a problem that counts"),
     (PGPE, {"popsize": 8, "stdev_init": 1.0, "popsize_max": 4}, "popsize_max must be an int >= 8"),
@@ -128,10 +134,43 @@ BAD_ARGUMENTS: list[tuple[type, dict[str, Any], str]] = [
 
 
 @pytest.mark.parametrize(("cls", "kwargs", "message"), BAD_ARGUMENTS)
-def test_bad_arguments(
-    cls: type, kwargs: dict[str, Any], message: str, make_problem: Callable[..., Problem]
-) -> None:
+def test_bad_arguments(cls: type, kwargs: dict[str, Any], message: str, make_problem: Callable[..., Problem]) -> None:
     if cls is PGPE:
         kwargs = {"center_learning_rate": 0.1, "stdev_learning_rate": 0.1, **kwargs}
     with pytest.raises(ValueError, match=message):
         cls(make_problem(d=5), **kwargs)
+
+
+class CountingProblem(Problem):
+    """A sphere that reports 7 environment interactions per evaluated solution."""
+
+    def __init__(self) -> None:
+        super().__init__("min", lambda x: (x**2).sum(-1), solution_length=4, seed=0, vectorized=True)
+        self.interactions = 0
+
+    def _evaluate_local(self, values: np.ndarray, first_index: int, eval_round: int) -> EvalResult:
+        result = super()._evaluate_local(values, first_index, eval_round)
+        result.interactions = 7 * len(values)
+        return result
+
+    def _apply_eval_result(self, result: EvalResult) -> None:
+        self.interactions += result.interactions
+
+    def _extra_status(self, batch: SolutionBatch | None = None) -> dict[str, Any]:
+        return {"total_interaction_count": self.interactions}
+
+
+@pytest.mark.parametrize(("popsize_max", "expected"), [(None, 8), (4, 4)])
+def test_num_interactions_extends_the_population(popsize_max: int | None, expected: int) -> None:
+    pgpe = PGPE(
+        CountingProblem(),
+        popsize=4,
+        center_learning_rate=0.1,
+        stdev_learning_rate=0.1,
+        stdev_init=1.0,
+        num_interactions=50,  # one batch makes 28 interactions, two make 56 > 50
+        popsize_max=popsize_max,
+    )
+    pgpe.run(2)
+    assert len(pgpe.population) == pgpe.status["popsize"] == expected
+    assert pgpe.status["total_interaction_count"] == 2 * 7 * expected
