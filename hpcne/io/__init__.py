@@ -11,7 +11,7 @@ from hpcne.io.checkpoint import (
     CheckpointWarning,
 )
 from hpcne.io.results import RESULT_COLUMNS, RESULTS_FILENAME, ResultsWriter
-from hpcne.io.tree import read_attrs, read_tree, tree_digest, write_tree
+from hpcne.io.tree import read_attrs, read_tree, tree_digest, write_attrs, write_tree
 
 __all__ = [
     "FORMAT_VERSION",
@@ -29,5 +29,6 @@ __all__ = [
     "read_tree",
     "summarize",
     "tree_digest",
+    "write_attrs",
     "write_tree",
 ]

@@ -50,7 +50,7 @@ def read_results(path_or_run_dir: str | Path) -> pd.DataFrame:
             f"Expected a results file or a run directory containing {RESULTS_FILENAME}, found no file at "
             f"{path}; check the path."
         )
-    with h5py.File(path, "r", libver="latest", swmr=True) as file:
+    with h5py.File(path, "r", swmr=True) as file:
         log = file["log"]
         rows = min((len(column) for column in log.values()), default=0)  # a row may be half appended
         frame = pd.DataFrame({name: column[:rows] for name, column in log.items()})

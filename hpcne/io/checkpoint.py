@@ -14,7 +14,7 @@ from typing import Any
 
 import h5py
 
-from hpcne.io.tree import read_attrs, read_tree, tree_digest, write_tree
+from hpcne.io.tree import read_attrs, read_tree, tree_digest, write_attrs, write_tree
 
 __all__ = ["FORMAT_VERSION", "Checkpoint", "CheckpointError", "CheckpointManager", "CheckpointWarning"]
 
@@ -25,6 +25,7 @@ _NAME = re.compile(r"ckpt-(\d{8,})\.h5")
 _TMP_PREFIX, _TMP_SUFFIX = ".ckpt-", ".h5.tmp"
 _STATE_GROUP = "state"
 _RESERVED_ATTRS = ("format_version", "generation", "created", "checksum")
+_LIBVER = "v110"  # the oldest HDF5 file format that checksums all metadata, so corruption is detected
 
 
 class CheckpointWarning(UserWarning):
@@ -102,13 +103,16 @@ class CheckpointManager:
         handle, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX, dir=self.directory)
         os.close(handle)
         try:
-            with h5py.File(tmp_name, "w") as file:
-                file.attrs.update(attrs)
-                file.attrs.update(
-                    format_version=FORMAT_VERSION,
-                    generation=generation,
-                    created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    checksum=tree_digest(state),
+            with h5py.File(tmp_name, "w", libver=_LIBVER) as file:
+                write_attrs(file, attrs)
+                write_attrs(
+                    file,
+                    {
+                        "format_version": FORMAT_VERSION,
+                        "generation": generation,
+                        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        "checksum": tree_digest(state),
+                    },
                 )
                 write_tree(file.create_group(_STATE_GROUP, track_order=True), state)
             _fsync(tmp_name)

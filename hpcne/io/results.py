@@ -12,6 +12,8 @@ import h5py
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
+from hpcne.io.tree import read_attrs, write_attrs
+
 __all__ = ["RESULTS_FILENAME", "RESULT_COLUMNS", "ResultsWriter"]
 
 RESULTS_FILENAME = "results.h5"
@@ -36,6 +38,7 @@ RESULT_COLUMNS: dict[str, str] = {
 """The log columns written by the trainer (name -> numpy dtype); ``best_eval`` is the best so far."""
 
 _LOG, _BEST = "log", "best"
+_LIBVER = "v110"  # the oldest HDF5 file format that supports SWMR
 _CHUNK_ROWS = 256
 _COLUMN_DTYPE_KINDS = "biuf"
 
@@ -95,10 +98,10 @@ class ResultsWriter:
             )
         if exists:
             _rewrite(self.path)
-        self._file = h5py.File(self.path, "a", libver="latest")
+        self._file = h5py.File(self.path, "a", libver=_LIBVER)
         try:
             if not exists:
-                self._file.attrs.update(attrs or {})
+                write_attrs(self._file, attrs or {})
             log_specs = {name: _column_spec(dtype) for name, dtype in self.columns.items()}
             self._log = _require_group(self._file, _LOG, log_specs)
             self._best = None
@@ -289,10 +292,10 @@ def _rewrite(path: Path) -> None:
     """
     tmp = path.with_name(f".{path.name}.tmp")
     with (
-        h5py.File(path, "r", libver="latest", swmr=True) as source,
-        h5py.File(tmp, "w", libver="latest") as target,
+        h5py.File(path, "r", swmr=True) as source,
+        h5py.File(tmp, "w", libver=_LIBVER) as target,
     ):
-        target.attrs.update(source.attrs)
+        write_attrs(target, read_attrs(source))
         for name in source:
             source.copy(source[name], target, name=name)
     os.replace(tmp, path)

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import torch
 
-__all__ = ["read_attrs", "read_tree", "tree_digest", "write_tree"]
+__all__ = ["read_attrs", "read_tree", "tree_digest", "write_attrs", "write_tree"]
 
 _KIND = "kind"
 _TORCH_DTYPE = "torch_dtype"
@@ -24,10 +24,10 @@ _Container = Mapping[str, Any] | list[Any] | tuple[Any, ...]
 
 
 class _Leaf(NamedTuple):
-    """A non-container value in storable form: numeric array, text (variable-length UTF-8) or nothing."""
+    """A non-container value in storable form: an array (None for None) and its type tags."""
 
     kind: str
-    data: np.ndarray | str | None
+    data: np.ndarray | None
     torch_dtype: str = ""
 
 
@@ -35,8 +35,9 @@ def write_tree(group: h5py.Group, tree: Mapping[str, Any]) -> None:
     """Writes a state tree into an empty HDF5 group.
 
     Dicts, lists and tuples become subgroups, every other value one dataset; each node records its Python
-    type in a ``kind`` attribute. Key order is kept for nested dicts; for the top level it is kept when
-    ``group`` was created with ``track_order=True``.
+    type in a ``kind`` attribute. Text (str values, ints beyond int64 as decimal digits) is stored as UTF-8
+    bytes in uint8 datasets, so the file holds no variable-length data. Key order is kept for nested dicts;
+    for the top level it is kept when ``group`` was created with ``track_order=True``.
 
     Args:
         group: Empty group to write into.
@@ -92,12 +93,29 @@ def tree_digest(tree: Mapping[str, Any]) -> str:
     return digest.hexdigest()
 
 
+def write_attrs(node: h5py.HLObject, attrs: Mapping[str, str | int | float]) -> None:
+    """Stores attributes on an HDF5 file, group or dataset.
+
+    Strings are stored as fixed-length UTF-8, which HDF5 keeps in the (checksummed) object header, whereas
+    variable-length strings go to the global heap, whose corruption can make HDF5 hang on reading.
+    """
+    for name, value in attrs.items():
+        if isinstance(value, str):
+            text = value.encode()
+            node.attrs.create(name, np.bytes_(text), dtype=h5py.string_dtype("utf-8", max(len(text), 1)))
+        else:
+            node.attrs[name] = value
+
+
 def read_attrs(node: h5py.HLObject) -> dict[str, Any]:
     """Returns the attributes of an HDF5 file, group or dataset as plain Python values."""
-    return {
-        name: value.tolist() if isinstance(value, (np.generic, np.ndarray)) else value
-        for name, value in node.attrs.items()
-    }
+    return {name: _plain(value) for name, value in node.attrs.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()
+    return value.tolist() if isinstance(value, (np.generic, np.ndarray)) else value
 
 
 def _require_mapping(tree: Any) -> Mapping[str, Any]:
@@ -144,16 +162,17 @@ def _encode_leaf(value: Any, path: str) -> _Leaf:
             data = tensor.view(_BITS_BY_SIZE[tensor.element_size()]).numpy()
         return _Leaf("tensor", data, str(tensor.dtype).removeprefix("torch."))
     if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind in _NUMERIC_DTYPE_KINDS:
-        kind = "ndarray" if isinstance(value, np.ndarray) else "npscalar"
-        return _Leaf(kind, np.asarray(value))
+        return _Leaf("ndarray" if isinstance(value, np.ndarray) else "npscalar", np.asarray(value))
     if isinstance(value, bool):
         return _Leaf("bool", np.asarray(value))
-    if isinstance(value, int):  # ints beyond int64 are stored as decimal text
-        return _Leaf("int", np.asarray(value, np.int64) if _INT64.min <= value <= _INT64.max else str(value))
+    if isinstance(value, int):
+        if _INT64.min <= value <= _INT64.max:
+            return _Leaf("int", np.asarray(value, np.int64))
+        return _Leaf("bigint", _utf8(str(value)))
     if isinstance(value, float):
         return _Leaf("float", np.asarray(value, np.float64))
-    if isinstance(value, str):  # HDF5 strings end at NUL: store such strings as raw UTF-8 bytes
-        return _Leaf("str", np.frombuffer(value.encode(), np.uint8) if "\0" in value else value)
+    if isinstance(value, str):
+        return _Leaf("str", _utf8(value))
     if value is None:
         return _Leaf("none", None)
     raise TypeError(
@@ -163,9 +182,13 @@ def _encode_leaf(value: Any, path: str) -> _Leaf:
     )
 
 
+def _utf8(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode(), np.uint8)
+
+
 def _write_container(group: h5py.Group, container: _Container, path: str) -> None:
     kind, children = _children(container, path)
-    group.attrs[_KIND] = kind
+    write_attrs(group, {_KIND: kind})
     for name, child in children:
         child_path = _join(path, name)
         if _is_container(child):
@@ -175,28 +198,19 @@ def _write_container(group: h5py.Group, container: _Container, path: str) -> Non
 
 
 def _write_leaf(group: h5py.Group, name: str, leaf: _Leaf) -> None:
-    if leaf.data is None:
-        dataset = group.create_dataset(name, data=h5py.Empty("i1"))
-    elif isinstance(leaf.data, str):
-        dataset = group.create_dataset(name, data=leaf.data, dtype=h5py.string_dtype())
-    else:
-        dataset = group.create_dataset(name, data=leaf.data)
-    dataset.attrs[_KIND] = leaf.kind
+    dataset = group.create_dataset(name, data=h5py.Empty("i1") if leaf.data is None else leaf.data)
+    write_attrs(dataset, {_KIND: leaf.kind})
     if leaf.torch_dtype:
-        dataset.attrs[_TORCH_DTYPE] = leaf.torch_dtype
+        write_attrs(dataset, {_TORCH_DTYPE: leaf.torch_dtype})
 
 
 def _canonical_parts(value: Any, path: str) -> Iterator[bytes]:
     """Yields the canonical serialization of a value: type tags, sorted keys, dtypes, shapes, raw bytes."""
     if not _is_container(value):
         leaf = _encode_leaf(value, path)
-        yield leaf.kind.encode()
-        yield leaf.torch_dtype.encode()
-        if isinstance(leaf.data, np.ndarray):
-            yield from (b"array", leaf.data.dtype.str.encode(), str(leaf.data.shape).encode())
-            yield leaf.data.tobytes()
-        elif isinstance(leaf.data, str):
-            yield from (b"text", leaf.data.encode())
+        yield from (leaf.kind.encode(), leaf.torch_dtype.encode())
+        if leaf.data is not None:
+            yield from (leaf.data.dtype.str.encode(), str(leaf.data.shape).encode(), leaf.data.tobytes())
         return
     kind, children = _children(value, path)
     yield from (kind.encode(), str(len(children)).encode())
@@ -206,9 +220,9 @@ def _canonical_parts(value: Any, path: str) -> Iterator[bytes]:
 
 
 def _read_node(node: h5py.Group | h5py.Dataset) -> Any:
-    kind = node.attrs.get(_KIND)
+    kind = read_attrs(node).get(_KIND)
     if isinstance(node, h5py.Group) and kind == "dict":
-        return {name: _read_node(child) for name, child in node.items()}
+        return {name: _read_node(node[name]) for name in node}  # node[name] raises for broken links
     if isinstance(node, h5py.Group) and kind in ("list", "tuple"):
         items = [_read_node(node[str(index)]) for index in range(len(node))]
         return items if kind == "list" else tuple(items)
@@ -221,13 +235,17 @@ def _read_node(node: h5py.Group | h5py.Dataset) -> Any:
 
 
 def _read_tensor(dataset: h5py.Dataset) -> torch.Tensor:
-    dtype = getattr(torch, dataset.attrs[_TORCH_DTYPE])
+    name = read_attrs(dataset).get(_TORCH_DTYPE)
+    dtype = getattr(torch, str(name), None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(
+            f"Expected the torch dtype of {dataset.name!r}, found {name!r}; the file is corrupt or was not "
+            "written by write_tree."
+        )
     return torch.from_numpy(dataset[...]).view(dtype)
 
 
-def _read_str(dataset: h5py.Dataset) -> str:
-    if h5py.check_string_dtype(dataset.dtype):
-        return dataset.asstr()[()]
+def _read_text(dataset: h5py.Dataset) -> str:
     return dataset[...].tobytes().decode()
 
 
@@ -236,8 +254,9 @@ _LEAF_READERS: dict[str, Callable[[h5py.Dataset], Any]] = {
     "ndarray": lambda dataset: dataset[...],
     "npscalar": lambda dataset: dataset[()],
     "bool": lambda dataset: bool(dataset[()]),
-    "int": lambda dataset: int(dataset[()]),  # int() parses both int64 and the decimal text (bytes)
+    "int": lambda dataset: int(dataset[()]),
+    "bigint": lambda dataset: int(_read_text(dataset)),
     "float": lambda dataset: float(dataset[()]),
-    "str": _read_str,
+    "str": _read_text,
     "none": lambda dataset: None,
 }

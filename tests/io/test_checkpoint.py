@@ -140,16 +140,19 @@ def test_rejects_reserved_attributes(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
-def test_file_holds_only_plain_hdf5_types(tmp_path: Path) -> None:
-    path = CheckpointManager(tmp_path).save(1, {**_state(1), "mixed": [1, "a", None, (2.5, True)]})
-    allowed = {h5py.h5t.INTEGER, h5py.h5t.FLOAT, h5py.h5t.STRING, h5py.h5t.ENUM}
-    classes: set[int] = set()
+def test_file_holds_only_fixed_size_numbers_and_strings(tmp_path: Path) -> None:
+    state = {**_state(1), "mixed": [1, "a", None, (2.5, True)]}
+    path = CheckpointManager(tmp_path).save(1, state, attrs={"config": json.dumps({"env": "Ant-v5"})})
+    allowed = {h5py.h5t.INTEGER, h5py.h5t.FLOAT, h5py.h5t.ENUM, h5py.h5t.STRING}
+    types: list[h5py.h5t.TypeID] = []
 
-    def collect(name: str, node: h5py.HLObject) -> None:
+    def collect(_: str, node: h5py.HLObject) -> None:
+        types.extend(node.attrs.get_id(name).get_type() for name in node.attrs)
         if isinstance(node, h5py.Dataset):
-            classes.add(node.id.get_type().get_class())
-            assert node.dtype.kind != "O" or h5py.check_string_dtype(node.dtype), name
+            types.append(node.id.get_type())
 
     with h5py.File(path, "r") as file:
+        collect("/", file)
         file.visititems(collect)
-    assert classes and classes <= allowed
+    assert {type_.get_class() for type_ in types} <= allowed
+    assert not any(type_.is_variable_str() for type_ in types if isinstance(type_, h5py.h5t.TypeStringID))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from hpcne.io import read_tree, tree_digest, write_tree
+from hpcne.io import read_attrs, read_tree, tree_digest, write_attrs, write_tree
 
 
 def _sample_tree() -> dict[str, Any]:
@@ -128,3 +128,13 @@ def test_read_rejects_foreign_groups(tmp_path: Path) -> None:
         file.create_dataset("data/x", data=[1, 2])
         with pytest.raises(ValueError, match="'kind' attribute"):
             read_tree(file["data"])
+
+
+def test_attributes_round_trip_as_plain_python_values(tmp_path: Path) -> None:
+    attrs = {"config": '{"env": "Ant-v5", "note": "héllo ✓"}', "empty": "", "seed": 3, "sigma": 0.5, "flag": True}
+    with h5py.File(tmp_path / "attrs.h5", "w") as file:
+        write_attrs(file, attrs)
+    with h5py.File(tmp_path / "attrs.h5", "r") as file:
+        restored = read_attrs(file)
+    assert restored == attrs
+    assert all(type(restored[name]) is type(value) for name, value in attrs.items())
