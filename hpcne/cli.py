@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import socket
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,7 @@ _TRAIN_FLAGS: list[tuple[str, dict[str, Any]]] = [
 
 def _parse_value(text: str) -> Any:
     """A TOML value (number, bool, string, array); bare words stay strings."""
-    import tomllib
+    from hpcne.config import tomllib
 
     try:
         return tomllib.loads(f"v = {text}")["v"]
@@ -47,7 +49,7 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def _config_from_args(args: argparse.Namespace, base: dict[str, Any]) -> RunConfig:
+def _config_from_args(args: argparse.Namespace, base: dict[str, Any], source: str = "the configuration") -> RunConfig:
     values = dict(base)
     for flag, _ in _TRAIN_FLAGS:
         dest = flag[2:].replace("-", "_")
@@ -63,22 +65,26 @@ def _config_from_args(args: argparse.Namespace, base: dict[str, Any]) -> RunConf
             raise ConfigError(f"--opt takes KEY=VALUE (e.g. --opt center_learning_rate=0.1); got {item!r}.")
         options[key.strip()] = _parse_value(value.strip())
     values["algo_options"] = options
-    return RunConfig.from_dict(values)
+    return RunConfig.from_dict(values, source=source)
 
 
 def _resolve_config(args: argparse.Namespace) -> RunConfig:
     """File, then saved run (for resume), then flags."""
     base: dict[str, Any] = {}
+    source = "the configuration"
     if getattr(args, "config", None):
         base = load_toml(args.config)
+        source = f"the config file {args.config}"
     if args.command == "resume":
-        from hpcne.io.checkpoint import CheckpointManager
+        from hpcne.io.checkpoint import CheckpointManager, CheckpointWarning
 
-        checkpoint = CheckpointManager(Path(args.run_dir) / "checkpoints").load_latest()
+        with warnings.catch_warnings():  # the trainer loads the checkpoint again and warns then
+            warnings.simplefilter("ignore", CheckpointWarning)
+            checkpoint = CheckpointManager(Path(args.run_dir) / "checkpoints").load_latest()
         if checkpoint is None:
             raise ConfigError(f"{args.run_dir} has no checkpoint to resume from; start it with `hpcne train`.")
         base = dataclasses.asdict(RunConfig.from_json(checkpoint.attrs["config"]))
-    config = _config_from_args(args, base)
+    config = _config_from_args(args, base, source)
     if config.run_dir is None:
         config.run_dir = str(config.default_run_dir())
     return config
@@ -98,16 +104,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train (or resume) a run; every MPI rank runs this, rank 0 writes and prints."""
     from hpcne.parallel import signals
     from hpcne.parallel.runtime import use_backend
-    from hpcne.run import EXIT_ERROR, Trainer, build_problem
+    from hpcne.run import EXIT_OK, EXIT_USAGE, Trainer, build_problem
 
     comm = _comm()
     rank = 0 if comm is None else comm.Get_rank()
-    config = None
+    config, failure = None, None
     if rank == 0:
-        config = _resolve_config(args)
+        try:
+            config = _resolve_config(args)
+        except Exception as err:  # raised below, after telling the other ranks
+            failure = err
     if comm is not None:  # rank 0 decides the config (it may come from the run's checkpoint)
-        text = comm.bcast(config.to_json() if config else None, root=0)
-        config = RunConfig.from_json(text)
+        text = comm.bcast(config.to_json() if config is not None else None, root=0)  # None: rank 0 failed
+        if text is None:
+            if rank != 0:
+                return EXIT_OK  # rank 0 reports the error and sets the job's exit status
+        else:
+            config = RunConfig.from_json(text)
+    if failure is not None:
+        raise failure
     assert config is not None
     use_backend(config.backend)
     signals.install_stop_handlers()
@@ -115,15 +130,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         problem = build_problem(config)
     except Exception as err:
-        error = f"{type(err).__name__}: {err}"
+        error = f"{type(err).__name__}: {err}" if not isinstance(err, ValueError) else str(err)
     errors = [(0, socket.gethostname(), error)] if comm is None else comm.allgather((rank, socket.gethostname(), error))
-    failed = [(r, h, e) for r, h, e in errors if e is not None]
+    failed: dict[str, list[tuple[int, str]]] = {}
+    for r, host, text in errors:
+        if text is not None:
+            failed.setdefault(text, []).append((r, host))
     if failed:
-        if rank == 0:
-            for r, host, text in failed:
-                where = f"rank {r} on {host}" if comm is not None else host
-                print(f"hpcne: {where} could not build the problem: {text}", file=sys.stderr)
-        return EXIT_ERROR
+        if rank != 0:
+            return EXIT_OK  # rank 0 reports the error and sets the job's exit status
+        for text, where in failed.items():
+            if comm is None:
+                print(f"hpcne: error: could not build the problem: {text}", file=sys.stderr)
+                continue
+            first, host = where[0]
+            others = f" (and {len(where) - 1} more ranks)" if len(where) > 1 else ""
+            print(f"hpcne: error: rank {first} on {host}{others} could not build the problem: {text}", file=sys.stderr)
+        return EXIT_USAGE
     assert problem is not None
     problem.runtime  # noqa: B018 -- starts the workers; MPI worker ranks serve here and exit
     try:
@@ -163,6 +186,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from hpcne.neuroevolution.net import ObsNormLayer
     from hpcne.run import build_problem, build_searcher
 
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes must be a positive integer; got {args.episodes}.")
+    if args.render and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo renders off-screen only with EGL (or OSMesa)
     run_dir = Path(args.run_dir)
     checkpoint = CheckpointManager(run_dir / "checkpoints").load_latest()
     if checkpoint is None:
@@ -192,7 +219,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"over {args.episodes} episodes (min {scores.min():.2f}, max {scores.max():.2f})"
     )
     if args.render:
-        problem.visualize(policy, output=args.render)
+        import gymnasium
+
+        try:
+            problem.visualize(policy, output=args.render)
+        except gymnasium.error.DependencyNotInstalled as err:
+            raise ConfigError(f"Cannot render {config.env}: {err}") from err
     return 0
 
 
@@ -256,6 +288,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, *_: Any) -> None:
+    """Print hpcne's own warnings (e.g. a skipped corrupt checkpoint) as one plain line."""
+    if category.__module__.startswith("hpcne"):
+        print(f"hpcne: warning: {message}", file=sys.stderr, flush=True)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno))
+
+
 def run(argv: list[str] | None = None) -> int:
     """Entry point of the ``hpcne`` console script and ``python -m hpcne``."""
     args = _parser().parse_args(argv)
@@ -266,11 +306,22 @@ def run(argv: list[str] | None = None) -> int:
         "evaluate": cmd_evaluate,
         "info": cmd_info,
     }
-    try:
-        return handlers[args.command](args)
-    except (ConfigError, FileNotFoundError) as err:
-        print(f"hpcne: error: {err}", file=sys.stderr)
-        return 2
+    from hpcne.io.checkpoint import CheckpointError
+    from hpcne.run import RunError
+
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return handlers[args.command](args)
+        except (ConfigError, FileNotFoundError) as err:
+            print(f"hpcne: error: {err}", file=sys.stderr)
+            return 2
+        except (CheckpointError, RunError) as err:
+            print(f"hpcne: error: {err}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:  # before the stop handlers were installed, or in report/evaluate
+            print("hpcne: interrupted", file=sys.stderr)
+            return 130
 
 
 def main(argv: list[str] | None = None) -> None:

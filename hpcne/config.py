@@ -153,6 +153,10 @@ class RunConfig:
     def searcher_options(self) -> dict[str, Any]:
         """The algorithm's keyword arguments: defaults for the algorithm, then the user's."""
         options = dict(ALGO_DEFAULTS.get(self.algo, {}))
+        # stdev_init and radius_init are two ways to give one setting: the user's replaces the default's.
+        for mine, other in (("stdev_init", "radius_init"), ("radius_init", "stdev_init")):
+            if mine in self.algo_options and other not in self.algo_options:
+                options.pop(other, None)
         options.update(self.algo_options)
         if self.popsize is not None:
             options["popsize"] = self.popsize

@@ -423,9 +423,26 @@ class Problem:
         """The generator in use: per solution during an evaluation, the problem's otherwise."""
         return self._active_generator
 
+    def _sample_size(
+        self, size: tuple[Any, ...], num_solutions: int | None, out: torch.Tensor | None
+    ) -> tuple[int, ...]:
+        """The shape to sample: ``size``, ``(num_solutions, solution_length)`` or the shape of ``out``."""
+        if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)):
+            size = tuple(size[0])
+        if num_solutions is not None:
+            if size:
+                raise ValueError("Give either a size or num_solutions, not both.")
+            return (int(num_solutions), self.solution_length)
+        if not size:
+            if out is None:
+                raise ValueError("Say what to sample: a size, num_solutions=n, or out=tensor.")
+            return tuple(out.shape)
+        return tuple(int(n) for n in size)
+
     def make_gaussian(
         self,
         *size: int,
+        num_solutions: int | None = None,
         out: torch.Tensor | None = None,
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
@@ -434,10 +451,14 @@ class Problem:
         symmetric: bool = False,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Sample a Gaussian tensor (optionally ``center + stdev * z``; ``symmetric`` pairs ±z rows)."""
-        size = size[0] if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)) else size
+        """Sample a Gaussian tensor (optionally ``center + stdev * z``; ``symmetric`` pairs ±z rows).
+
+        The shape is ``size``, or ``(num_solutions, solution_length)``, or that of ``out`` (which
+        is then filled). Inside an evaluation the numbers come from the solution's own generator.
+        """
+        size = self._sample_size(size, num_solutions, out)
         gen = generator or self._active_generator
-        dtype = dtype or self.dtype
+        dtype = dtype or (out.dtype if out is not None else self.dtype)
         if symmetric:
             if size[0] % 2:
                 raise ValueError(f"A symmetric sample needs an even number of rows; got {size[0]}.")
@@ -449,25 +470,45 @@ class Problem:
             z = z * torch.as_tensor(stdev, dtype=dtype)
         if center is not None:
             z = z + torch.as_tensor(center, dtype=dtype)
-        z = z.to(device or self.device)
         if out is not None:
             return out.copy_(z)
-        return z
+        return z.to(device or self.device)
 
     def make_uniform(
         self,
         *size: int,
-        lb: float | torch.Tensor = 0.0,
-        ub: float | torch.Tensor = 1.0,
+        num_solutions: int | None = None,
+        out: torch.Tensor | None = None,
+        lb: float | torch.Tensor | None = None,
+        ub: float | torch.Tensor | None = None,
         dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Sample a uniform tensor in ``[lb, ub)``."""
-        size = size[0] if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)) else size
-        dtype = dtype or self.dtype
+        """Sample a uniform tensor in ``[lb, ub)`` (default ``[0, 1)``); shapes as in :meth:`make_gaussian`."""
+        size = self._sample_size(size, num_solutions, out)
+        dtype = dtype or (out.dtype if out is not None else self.dtype)
         u = torch.rand(size, generator=generator or self._active_generator, dtype=dtype)
-        lb_t, ub_t = torch.as_tensor(lb, dtype=dtype), torch.as_tensor(ub, dtype=dtype)
-        return (lb_t + u * (ub_t - lb_t)).to(self.device)
+        lb_t = torch.as_tensor(0.0 if lb is None else lb, dtype=dtype)
+        ub_t = torch.as_tensor(1.0 if ub is None else ub, dtype=dtype)
+        u = lb_t + u * (ub_t - lb_t)
+        if out is not None:
+            return out.copy_(u)
+        return u.to(device or self.device)
+
+    def make_zeros(
+        self, *size: int, num_solutions: int | None = None, dtype: torch.dtype | None = None
+    ) -> torch.Tensor:
+        """A tensor of zeros on the problem's device (shape as in :meth:`make_gaussian`)."""
+        return torch.zeros(self._sample_size(size, num_solutions, None), dtype=dtype or self.dtype, device=self.device)
+
+    def make_ones(self, *size: int, num_solutions: int | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """A tensor of ones on the problem's device (shape as in :meth:`make_gaussian`)."""
+        return torch.ones(self._sample_size(size, num_solutions, None), dtype=dtype or self.dtype, device=self.device)
+
+    def make_tensor(self, data: Any, *, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """``data`` as a tensor of the problem's dtype on its device."""
+        return torch.as_tensor(data, dtype=dtype or self.dtype, device=self.device)
 
     def generate_values(self, n: int) -> torch.Tensor:
         """Draw ``n`` solutions uniformly within the initial bounds."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
 import sys
 import time
@@ -20,12 +22,26 @@ from hpcne.io.results import RESULT_COLUMNS, RESULTS_FILENAME, ResultsWriter
 from hpcne.neuroevolution import GymNE
 from hpcne.parallel import signals
 
-__all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_PREEMPTED", "EXIT_USAGE", "Trainer", "build_problem", "versions"]
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_OK",
+    "EXIT_PREEMPTED",
+    "EXIT_USAGE",
+    "RunError",
+    "Trainer",
+    "build_problem",
+    "build_searcher",
+    "versions",
+]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: checkpointed after a stop signal; run the same command again to resume
 # Center evaluations use rounds far from the training rounds so that they never change training.
 CENTER_ROUND_BASE = 2**40
+
+
+class RunError(RuntimeError):
+    """The run cannot go on for a reason outside the configuration; the message says what to do."""
 
 
 def versions() -> dict[str, str]:
@@ -62,22 +78,32 @@ def build_problem(config: RunConfig) -> GymNE:
 def build_searcher(config: RunConfig, problem: GymNE) -> SearchAlgorithm:
     """The searcher a config describes, with a clear error for bad options."""
     cls = ALGORITHMS[config.algo]
+    options = config.searcher_options()
+    parameters = inspect.signature(cls).parameters
+    known = [name for name in parameters if name != "problem"]
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    for key in options:
+        if key not in known and not open_ended:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"Did you mean {close[0]!r}?" if close else f"Known options: {', '.join(known)}."
+            raise ConfigError(f"Unknown option {key!r} for algo {config.algo!r}. {hint}")
     try:
-        return cls(problem, **config.searcher_options())
-    except TypeError as err:
+        return cls(problem, **options)
+    except (TypeError, ValueError) as err:
         raise ConfigError(f"Bad options for algo {config.algo!r}: {err}") from err
 
 
 class Trainer:
     """Runs one training run on the main process and owns its files (rank 0 only under MPI)."""
 
-    def __init__(self, config: RunConfig, problem: GymNE, run_dir: Path, *, out: TextIO = sys.stdout) -> None:
+    def __init__(self, config: RunConfig, problem: GymNE, run_dir: Path, *, out: TextIO | None = None) -> None:
         """Prepare the run directory, resuming from its newest valid checkpoint if there is one.
 
         Raises:
             ConfigError: The run directory holds a run whose problem differs from ``config``.
         """
-        self.config, self.problem, self.run_dir, self.out = config, problem, run_dir, out
+        self.config, self.problem, self.run_dir = config, problem, run_dir
+        self.out = sys.stdout if out is None else out  # looked up now: sys.stdout may have been redirected
         run_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoints = CheckpointManager(run_dir / "checkpoints", keep=config.keep_checkpoints)
         checkpoint = self.checkpoints.load_latest()
@@ -94,13 +120,16 @@ class Trainer:
         if checkpoint is not None:
             self._restore(checkpoint)
         attrs = {"config": config.to_json(), "env": config.env, **{f"version_{k}": v for k, v in versions().items()}}
-        self.results = ResultsWriter(
-            run_dir / RESULTS_FILENAME,
-            RESULT_COLUMNS,
+        results_path = run_dir / RESULTS_FILENAME
+        if checkpoint is None and results_path.exists():
+            # Left by a run that stopped before its first checkpoint: nothing in it can be resumed, and it
+            # may even be another configuration's, so start it afresh.
+            results_path.unlink()
+        self.results = _open_results(
+            results_path,
             attrs=attrs,
             best_length=problem.solution_length,
             obs_length=problem._obs_length if problem.observation_normalization else None,
-            resume=(run_dir / RESULTS_FILENAME).exists(),
         )
         self.results.truncate(self.generation)
         self._best_logged = math.nan if checkpoint is None else float(checkpoint.state["trainer"]["best_logged"])
@@ -120,8 +149,20 @@ class Trainer:
             self._say(
                 f"hpcne: resuming {self.run_dir} from generation {self.generation} ({self.resumed_from.path.name})"
             )
+            changed = [
+                f"{name} {self.resumed_from.attrs[f'version_{name}']} -> {version}"
+                for name, version in versions().items()
+                if self.resumed_from.attrs.get(f"version_{name}", version) != version
+            ]
+            if changed:
+                print(
+                    f"hpcne: warning: the checkpoint was written with other versions ({', '.join(changed)}); "
+                    "the run goes on, but may no longer be bit-identical to an uninterrupted one.",
+                    file=sys.stderr,
+                    flush=True,
+                )
         started = time.monotonic()
-        progress = _Progress(self.out, cfg, self.generation)
+        progress = _Progress(self.out, cfg, self.generation, self.problem.interaction_count)
         stop_reason = self._stop_reason(None)
         try:
             while stop_reason is None:
@@ -137,12 +178,13 @@ class Trainer:
                 preempted = signals.stop_requested() or self.problem.runtime.stop_requested
                 if preempted or stop_reason or self.generation % cfg.checkpoint_every == 0:
                     self._checkpoint(elapsed)
-                if preempted:
+                if preempted and stop_reason is None:  # a run that just finished ends normally
                     how = signals.stop_signal() or "a stop request on another rank"
                     progress.close()
                     self._say(
                         f"hpcne: stopped by {how} after generation {self.generation}; checkpoint written. "
-                        f"Run the same command (or `hpcne resume {self.run_dir}`) to continue. Exit status {EXIT_PREEMPTED}."
+                        f"Run the same command (or `hpcne resume {self.run_dir}`) to continue. "
+                        f"Exit status {EXIT_PREEMPTED}."
                     )
                     return EXIT_PREEMPTED
         finally:
@@ -235,13 +277,34 @@ class Trainer:
         print(text, file=self.out, flush=True)
 
 
+def _open_results(path: Path, *, attrs: dict[str, Any], best_length: int, obs_length: int | None) -> ResultsWriter:
+    """Open (or create) the results file, waiting out readers that hold its lock for a moment.
+
+    HDF5 locks a file while it is being opened; a reader opening it (``hpcne report``, a monitoring
+    script) at the same moment as the writer makes the writer's open fail at once with EAGAIN.
+    """
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return ResultsWriter(
+                path, RESULT_COLUMNS, attrs=attrs, best_length=best_length, obs_length=obs_length, resume=path.exists()
+            )
+        except BlockingIOError as err:
+            if time.monotonic() > deadline:
+                raise RunError(
+                    f"Cannot open {path} for writing: another process keeps it open ({err}). Close the readers "
+                    "(an h5py.File left open in a notebook, for example) and run the same command again."
+                ) from err
+            time.sleep(0.05)
+
+
 class _Progress:
     """A live bar on a terminal; one plain line per ``log_interval`` generations in a batch log."""
 
-    def __init__(self, out: TextIO, config: RunConfig, start: int) -> None:
+    def __init__(self, out: TextIO, config: RunConfig, start: int, interactions: int) -> None:
         self._out, self._config = out, config
         self._interval = config.log_interval
-        self._last = (time.monotonic(), None)
+        self._last = (time.monotonic(), interactions)
         self._bar: Any = None
         if out.isatty():
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn

@@ -264,6 +264,7 @@ class GymNE(NEProblem):
             act_high=self._act_space.high.reshape(-1) if box else None,
             act_start=0 if box else int(self._act_space.start),
             act_shape=tuple(self._act_space.shape) if box and len(self._act_space.shape) != 1 else None,
+            act_dtype=self._act_space.dtype if box else None,
         )
 
     # -------------------------------------------------------------- env access

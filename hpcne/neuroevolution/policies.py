@@ -2,22 +2,23 @@
 
 A :class:`BatchedPolicy` has ``slots``; each slot holds one solution's parameters. The rollout
 engine loads a solution into a slot when the slot starts its episodes and calls the policy
-once per environment step on a ``(slots, obs_length)`` array. A row's output depends only on
-that row's parameters and observation, so a solution gets the same actions whether it shares
-the call with 63 others or runs alone: this is what makes batched and per-solution evaluation
-give identical fitnesses.
+once per environment step on a ``(slots, obs_length)`` array, naming the rows it needs (the
+busy slots). A row's output depends only on that row's parameters and observation, so a
+solution gets the same actions whether it shares the call with 63 others or runs alone: this
+is what makes batched and per-solution evaluation give identical fitnesses.
 
 Two implementations:
 
 - :class:`NumpyMLP` — for ``Linear``/element-wise-activation stacks (the usual policies); one
-  stacked ``matmul`` per layer on numpy float32 arrays, no torch dispatch per step.
+  stacked ``matmul`` per layer on numpy float32 arrays, no torch dispatch per step; with only
+  a few busy rows, one ``dot`` per row and layer instead.
 - :class:`ModuleLoop` — any ``nn.Module``: one module copy per slot, called in turn.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -43,8 +44,12 @@ class BatchedPolicy(Protocol):
         """Clear the recurrent state of ``slot`` (at an episode start)."""
         ...
 
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
-        """Map ``(slots, obs_length)`` float32 observations to ``(slots, out_length)`` outputs."""
+    def __call__(self, obs: np.ndarray, rows: Sequence[int] | None = None) -> np.ndarray:
+        """Map ``(slots, obs_length)`` float32 observations to ``(slots, out_length)`` outputs.
+
+        With ``rows``, only those rows of the result are needed (the others may hold anything).
+        The result may be a buffer that the next call overwrites.
+        """
         ...
 
 
@@ -81,7 +86,10 @@ class NumpyMLP:
     """A stack of Linear layers and element-wise activations, evaluated with numpy.
 
     Every layer writes into a buffer allocated once, so a call allocates nothing; the returned
-    array is that buffer and is overwritten by the next call.
+    array is that buffer and is overwritten by the next call. Each slot's matrix-vector product
+    is one BLAS ``gemv`` whether it is computed in a stacked ``matmul`` (many busy rows) or by
+    ``dot`` (few busy rows, or one slot), so a solution's outputs are the same bits either way
+    (tests/neuroevolution/test_batched_policies.py checks this).
     """
 
     def __init__(self, plan: list[tuple[str, object]], slots: int) -> None:
@@ -89,32 +97,21 @@ class NumpyMLP:
         self._plan = plan  # ("linear", (out, in, bias, offset)) or ("act", fn)
         self._weights: list[np.ndarray] = []
         self._biases: list[np.ndarray | None] = []
-        self._ops: list[Callable[[np.ndarray], np.ndarray]] = []
-        for i, (kind, spec) in enumerate(plan):
+        self._steps: list[tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray] | Callable] = []
+        self._copy_input = plan[0][0] != "linear"  # a leading activation must not work on the caller's array
+        for kind, spec in plan:
             if kind == "linear":
                 out_f, in_f, bias, _ = spec  # type: ignore[misc]
                 weight = np.zeros((slots, out_f, in_f), np.float32)
                 b = np.zeros((slots, out_f), np.float32) if bias else None
+                buffer = np.zeros((slots, out_f, 1), np.float32)
                 self._weights.append(weight)
                 self._biases.append(b)
-                self._ops.append(self._linear_op(weight, b))
+                self._steps.append((weight, b, buffer, buffer[:, :, 0]))
             else:
-                if i == 0:  # never modify the caller's observations in place
-                    self._ops.append(np.array)
-                self._ops.append(spec)  # type: ignore[arg-type]
-
-    @staticmethod
-    def _linear_op(weight: np.ndarray, bias: np.ndarray | None) -> Callable[[np.ndarray], np.ndarray]:
-        buffer = np.zeros((*weight.shape[:2], 1), np.float32)
-        result = buffer[:, :, 0]
-
-        def linear(h: np.ndarray) -> np.ndarray:
-            np.matmul(weight, h[:, :, None], out=buffer)
-            if bias is not None:
-                np.add(result, bias, out=result)
-            return result
-
-        return linear
+                self._steps.append(spec)  # type: ignore[arg-type]
+        self._out = next(step[3] for step in reversed(self._steps) if isinstance(step, tuple))
+        self._few_rows = max(1, slots // 8)  # up to this many busy rows: row by row
 
     @classmethod
     def plan_for(cls, net: nn.Module) -> list[tuple[str, object]] | None:
@@ -151,12 +148,37 @@ class NumpyMLP:
     def reset(self, slot: int) -> None:
         """Stateless: nothing to reset."""
 
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
-        """Apply every slot's network to its row of ``obs``."""
-        h = obs
-        for op in self._ops:
-            h = op(h)
+    def __call__(self, obs: np.ndarray, rows: Sequence[int] | None = None) -> np.ndarray:
+        """Apply the slots' networks to their rows of ``obs`` (only ``rows``, when given)."""
+        if self.slots == 1 or (rows is not None and len(rows) <= self._few_rows):
+            for r in range(self.slots) if rows is None else rows:
+                self._row(obs, r)
+            return self._out
+        h = obs.copy() if self._copy_input else obs
+        for step in self._steps:
+            if isinstance(step, tuple):
+                weight, bias, buffer, result = step
+                np.matmul(weight, h[:, :, None], out=buffer)
+                if bias is not None:
+                    np.add(result, bias, out=result)
+                h = result
+            else:
+                h = step(h)
         return h
+
+    def _row(self, obs: np.ndarray, r: int) -> None:
+        """Compute row ``r`` of the output with one ``dot`` per layer."""
+        h = obs[r].copy() if self._copy_input else obs[r]
+        for step in self._steps:
+            if isinstance(step, tuple):
+                weight, bias, _, result = step
+                row = result[r]
+                np.dot(weight[r], h, out=row)
+                if bias is not None:
+                    np.add(row, bias[r], out=row)
+                h = row
+            else:
+                h = step(h)
 
 
 class ModuleLoop:
@@ -177,18 +199,24 @@ class ModuleLoop:
         """Clear the slot's recurrent state."""
         reset_module_state(self._nets[slot])
 
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
-        """Call each slot's module on its observation."""
+    def __call__(self, obs: np.ndarray, rows: Sequence[int] | None = None) -> np.ndarray:
+        """Call the slots' modules (only those of ``rows``, when given) on their observations."""
         x = torch.from_numpy(obs).to(self._device)
-        rows = []
+        rows = range(self.slots) if rows is None else rows
+        outputs = {}
         with torch.no_grad():
-            for i, net in enumerate(self._nets):
+            for i in rows:
                 try:
-                    rows.append(net(x[i]).reshape(-1))
+                    outputs[i] = self._nets[i](x[i]).reshape(-1)
                 except Exception as err:
                     err.hpcne_slot = i  # type: ignore[attr-defined]  # lets the engine name the solution
                     raise
-        return torch.stack(rows).to(torch.float32).cpu().numpy()
+        stacked = torch.stack(list(outputs.values())).to(torch.float32).cpu().numpy()
+        if len(outputs) == self.slots:
+            return stacked
+        result = np.zeros((self.slots, stacked.shape[1]), np.float32)
+        result[list(outputs)] = stacked
+        return result
 
 
 def make_batched_policy(net: nn.Module, slots: int, *, kind: str = "auto") -> BatchedPolicy:

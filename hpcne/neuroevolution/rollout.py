@@ -45,6 +45,7 @@ class EpisodeSettings:
     act_high: np.ndarray | None = None
     act_start: int = 0
     act_shape: tuple[int, ...] | None = None
+    act_dtype: np.dtype | None = None
 
     def alive_bonus(self, t: int) -> float:
         """The bonus added to the reward of step ``t`` (1-based) by ``alive_bonus_schedule``.
@@ -146,15 +147,16 @@ def run_lockstep(
     act_start = settings.act_start
     low, high = settings.act_low, settings.act_high
     act_shape = settings.act_shape
+    act_dtype = settings.act_dtype
     add_reduce = np.add.reduce
 
-    def start(slot: int) -> bool:
-        """Give ``slot`` the next job (reset its env and policy); False when none is left."""
+    def start(slot: int) -> np.ndarray | None:
+        """Give ``slot`` the next job (reset its env and policy); its first observation, None when none is left."""
         nonlocal next_job
         if next_job >= num_jobs:
             job_of[slot] = -1
             job_arr[slot] = -1
-            return False
+            return None
         job = next_job
         next_job += 1
         sol, ep = divmod(job, num_eps)
@@ -168,8 +170,16 @@ def run_lockstep(
         ret[slot] = 0.0
         noise[slot] = noise_rng(sol, ep) if use_noise else None  # type: ignore[misc]
         obs, _ = envs[slot].reset(seed=episode_seed(sol, ep))
-        raw[slot] = obs if flat_obs else np.reshape(obs, -1)
-        return True
+        return obs if flat_obs else np.reshape(obs, -1)
+
+    def store(rows: list[int], observations: list[np.ndarray]) -> None:
+        """Write the observations of the (ascending) slots ``rows`` into ``raw``, in one call."""
+        if len(rows) == 1:
+            raw[rows[0]] = observations[0]
+        elif len(rows) == slots:
+            raw[:slots] = observations
+        else:
+            raw[rows] = observations
 
     def accumulate(rows: list[int]) -> None:
         """Add the current raw observations of ``rows`` to their jobs' statistics."""
@@ -181,37 +191,47 @@ def run_lockstep(
         job_sum[jobs] += obs
         job_sumsq[jobs] += obs * obs
 
-    def accumulate_one(slot: int) -> None:
-        """Add the raw observation of ``slot`` to its job's statistics (a final observation)."""
-        j = job_of[slot]
-        obs = raw[slot].astype(np.float64)
-        job_count[j] += 1
-        job_sum[j] += obs
-        job_sumsq[j] += obs * obs
+    def accumulate_final(job: int, observation: np.ndarray) -> None:
+        """Add an episode's final observation to its job's statistics."""
+        obs = np.asarray(observation, np.float32).reshape(-1).astype(np.float64)
+        job_count[job] += 1
+        job_sum[job] += obs
+        job_sumsq[job] += obs * obs
+
+    def non_finite_slot(out: np.ndarray) -> int | None:
+        """A busy slot whose policy output is NaN or infinite, if any (one cheap sum shows them all)."""
+        total = sum(out.ravel().tolist()) if out.size <= 64 else add_reduce(out, axis=None)
+        if math.isfinite(total):
+            return None
+        return next((slot for slot in busy if not np.isfinite(out[slot]).all()), None)
 
     s = -1  # the slot being worked on, for error reports (-1: not a single slot)
     try:
         busy: list[int] = []
+        first: list[np.ndarray] = []
         for s in range(slots):
-            if start(s):
+            obs = start(s)
+            if obs is not None:
                 busy.append(s)
-        if collect_stats and busy:
+                first.append(obs)
+        s = -1
+        store(busy, first)
+        if collect_stats:
             accumulate(busy)
         nz = np.zeros((policy.slots, 1)) if use_noise else None
+        single = policy.slots == 1
         while busy:
-            s = -1
             if normalize:
                 np.subtract(raw, mean32, out=x)
                 np.divide(x, std32, out=x)
-            out = policy(x)
-            if not math.isfinite(add_reduce(out, axis=None)):  # one call; NaN/inf in any row shows in the sum
-                for s in busy:
-                    if not np.isfinite(out[s]).all():
-                        raise FloatingPointError(
-                            f"Solution {index_offset + job_of[s] // num_eps} produced a non-finite action "
-                            f"{out[s].tolist()} at step {t_of[s]}; check the network and its parameters."
-                        )
-                s = -1
+            out = policy(x, busy)
+            bad = non_finite_slot(out)
+            if bad is not None:
+                s = bad
+                raise FloatingPointError(
+                    f"Solution {index_offset + job_of[s] // num_eps} produced a non-finite action "
+                    f"{out[s].tolist()} at step {t_of[s]}; check the network and its parameters."
+                )
             if use_noise:
                 if nz.shape != out.shape:  # type: ignore[union-attr]
                     nz = np.zeros(out.shape)
@@ -220,17 +240,20 @@ def run_lockstep(
                 s = -1
                 out = out + nz
             if discrete:
-                actions = out.argmax(axis=1)
+                actions = (out.ravel().argmax(),) if single else out.argmax(axis=1)  # numpy ints, as env samples
                 if act_start:
-                    actions += act_start
+                    actions = [a + act_start for a in actions]
             else:
-                actions = np.clip(out, low, high)
+                actions = np.maximum(out, low)  # np.clip(out, low, high), without np.clip's slow dispatch
+                np.minimum(actions, high, out=actions)
+                if act_dtype is not None and actions.dtype != act_dtype:  # e.g. float64 after noise
+                    actions = actions.astype(act_dtype)
                 if act_shape is not None:
                     actions = actions.reshape(len(actions), *act_shape)
             still: list[int] = []
+            observations: list[np.ndarray] = []
             for s in busy:
                 obs, reward, terminated, truncated, _ = steps[s](actions[s])
-                raw[s] = obs if flat_obs else np.reshape(obs, -1)
                 t = t_of[s] + 1
                 t_of[s] = t
                 r = float(reward) - dec
@@ -240,16 +263,21 @@ def run_lockstep(
                 if terminated or truncated or t == limit:
                     episode_returns[job_of[s]] = ret[s]
                     if collect_stats:
-                        accumulate_one(s)
-                    if start(s):
-                        still.append(s)
-                else:
-                    still.append(s)
+                        accumulate_final(job_of[s], obs)
+                    obs = start(s)
+                    if obs is None:
+                        continue
+                elif not flat_obs:
+                    obs = np.reshape(obs, -1)
+                still.append(s)
+                observations.append(obs)
             interactions += len(busy)
             busy = still
             s = -1
-            if collect_stats and busy:
-                accumulate(busy)
+            if busy:
+                store(busy, observations)
+                if collect_stats:
+                    accumulate(busy)
     except Exception as err:
         slot = getattr(err, "hpcne_slot", s)
         if slot >= 0:

@@ -1,0 +1,103 @@
+"""Tiny deterministic environments whose returns can be checked by hand."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+
+class ConstantRewardEnv(gym.Env):
+    """Reward ``reward`` every step; terminates after ``horizon`` steps; observation ``[t, 1]``."""
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 30}
+
+    def __init__(self, horizon: int = 10, reward: float = 1.0, render_mode: str | None = None) -> None:
+        self.horizon = horizon
+        self.reward = reward
+        self.render_mode = render_mode
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self.t = 0
+
+    def _obs(self) -> np.ndarray:
+        return np.array([self.t, 1.0], np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        assert self.action_space.contains(action), action
+        self.t += 1
+        return self._obs(), self.reward, self.t >= self.horizon, False, {}
+
+    def render(self) -> np.ndarray:
+        frame = np.zeros((16, 24, 3), np.uint8)
+        frame[:, : min(self.t, 24), 0] = 255  # a red bar growing with t
+        return frame
+
+
+class EchoEnv(gym.Env):
+    """Observations ``[t + 1, 10 (t + 1)]`` (fixed, seed-independent); reward = the action's first value.
+
+    So a rollout's return is the sum of the policy outputs: it shows exactly which (normalised)
+    observations the policy received.
+    """
+
+    def __init__(self, horizon: int = 5) -> None:
+        self.horizon = horizon
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+        self.action_space = gym.spaces.Box(-1e6, 1e6, (1,), np.float32)
+        self.t = 0
+
+    def observation(self, t: int) -> np.ndarray:
+        return np.array([t + 1, 10 * (t + 1)], np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self.t = 0
+        return self.observation(0), {}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self.t += 1
+        return self.observation(self.t), float(np.asarray(action).reshape(-1)[0]), self.t >= self.horizon, False, {}
+
+
+class SpaceEnv(gym.Env):
+    """An environment with the given spaces, for testing the space checks."""
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space) -> None:
+        self.observation_space = observation_space
+        self.action_space = action_space
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        return self.observation_space.sample(), 0.0, True, False, {}
+
+
+class ActionRewardEnv(gym.Env):
+    """Constant observation; the reward is the action (its sum for a Box); ``horizon`` steps."""
+
+    def __init__(self, action_space: gym.Space, horizon: int = 3) -> None:
+        self.horizon = horizon
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+        self.action_space = action_space
+        self.actions: list[Any] = []
+        self.t = 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self.t = 0
+        return np.ones(2, np.float32), {}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        assert self.action_space.contains(action), f"{action!r} is not in {self.action_space}"
+        self.actions.append(action)
+        self.t += 1
+        return np.ones(2, np.float32), float(np.sum(action)), self.t >= self.horizon, False, {}

@@ -1,0 +1,39 @@
+"""Every config in examples/ loads and trains for two generations (episodes cut to 20 steps, in-process)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hpcne.config import RunConfig, load_toml
+from hpcne.io.analysis import read_results
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.toml"))
+ALGORITHMS = {"pgpe", "snes", "xnes", "cem", "cmaes", "ga"}
+MUJOCO_ENVS = ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid", "Swimmer", "Reacher", "InvertedPendulum")
+
+
+def test_there_is_an_example_per_algorithm_and_one_for_mujoco() -> None:
+    configs = [RunConfig.from_dict(load_toml(path), source=str(path)) for path in EXAMPLES]
+    assert {config.algo for config in configs} == ALGORITHMS
+    cheetah = [c for c in configs if c.env == "HalfCheetah-v5"]
+    assert len(cheetah) == 1
+    assert cheetah[0].algo == "pgpe" and cheetah[0].observation_normalization
+    assert cheetah[0].searcher_options()["optimizer"] == "clipup"
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[path.stem for path in EXAMPLES])
+def test_example_trains_for_two_generations(in_process, tmp_path: Path, example: Path) -> None:
+    config = RunConfig.from_dict(load_toml(example), source=str(example))
+    if config.env.split("/")[-1].startswith(MUJOCO_ENVS):
+        try:
+            import mujoco  # noqa: F401
+        except ImportError as err:
+            pytest.skip(f"{example.name} needs MuJoCo, but `import mujoco` fails: {err}")
+    run_dir = tmp_path / "run"
+    smoke = ["--generations", "2", "--episode-length", "20", "--workers", "1", "--run-dir", run_dir]
+    status, out, err = in_process(["train", example, *smoke])
+    assert status == 0, out + err
+    assert "done (reached 2 generations)" in out or "reached the target reward" in out, out
+    assert read_results(run_dir)["generation"].tolist()[-1] <= 2

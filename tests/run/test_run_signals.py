@@ -1,0 +1,70 @@
+"""Stop signals: SIGTERM, SIGINT and SIGUSR1 end a run with exit status 75 after a checkpoint of the
+generation it stopped at, serially, with a process pool and under MPI; resuming continues exactly."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from pathlib import Path
+
+import pytest
+from run_helpers import EXIT_PREEMPTED, GENERATIONS, TINY, Cli, Running, assert_same_run, load_run
+
+# One run, stopped again and again: every signal on every local backend, and SIGUSR1 to every rank of
+# an MPI job (as `scancel --signal=USR1` or `#SBATCH --signal=USR1@60` do). Serial and pool runs get
+# the signal on their whole process group, as from Ctrl-C in a terminal or from SLURM.
+STOPS = [
+    ("SIGTERM", "serial"),
+    ("SIGINT", "pool"),
+    ("SIGUSR1", "serial"),
+    ("SIGTERM", "pool"),
+    ("SIGINT", "serial"),
+    ("SIGUSR1", "pool"),
+    ("SIGUSR1", "mpi"),
+]
+
+
+def stop_once(cli: Cli, run_dir: Path, signame: str, backend: str, done_before: int) -> int:
+    """Start (or resume) the run, signal it once it has logged a new generation; return where it stopped."""
+    layout = {"serial": ["--workers", "1"], "pool": ["--workers", "2"], "mpi": []}[backend]
+    running: Running = cli.start(["train", *TINY, *layout, "--run-dir", run_dir], ranks=2 if backend == "mpi" else 0)
+    running.wait_rows(run_dir, done_before + (3 if done_before == 0 else 1))
+    sig = getattr(signal, signame)
+    if backend == "mpi":
+        ranks = running.rank_pids()
+        assert len(ranks) == 2, running.process_tree()
+        for pid in ranks:
+            os.kill(pid, sig)
+    else:
+        running.send(sig, group=True)
+    done = running.wait()
+    context = f"{signame} to the {backend} run:\n{done.output}"
+    assert done.returncode == EXIT_PREEMPTED, context
+    if done_before:
+        assert f"resuming {run_dir} from generation {done_before}" in done.stdout, context
+    found = re.search(rf"hpcne: stopped by {signame} after generation (\d+); checkpoint written\. ", done.stdout)
+    assert found, context
+    assert f"Run the same command (or `hpcne resume {run_dir}`) to continue. Exit status 75." in done.stdout, context
+    assert "Traceback" not in done.stderr, context
+    generation = int(found.group(1))
+    assert done_before < generation < GENERATIONS, context
+    assert (run_dir / "checkpoints" / f"ckpt-{generation:08d}.h5").exists(), context
+    record = load_run(run_dir)
+    assert record.checkpoint_generation == generation, context
+    assert record.table["generation"].tolist() == list(range(1, generation + 1)), context
+    if done_before == 0:  # a SWMR reader saw the results file grow while the run wrote it
+        assert len([rows for rows in running.seen_rows if rows > 0]) >= 2, running.seen_rows
+    return generation
+
+
+@pytest.mark.slow
+def test_every_stop_signal_checkpoints_and_the_resumed_run_is_exact(cli: Cli, baseline: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    generation = 0
+    for signame, backend in STOPS:
+        generation = stop_once(cli, run_dir, signame, backend, generation)
+    done = cli.run(["resume", run_dir])
+    assert done.returncode == 0, done.output
+    assert f"resuming {run_dir} from generation {generation}" in done.stdout, done.output
+    assert_same_run(run_dir, baseline)
