@@ -291,6 +291,8 @@ class GymNE(NEProblem):
 
     def _evaluate_local(self, values: np.ndarray, first_index: int, eval_round: int) -> EvalResult:
         """Roll out the solutions with the statistics frozen; return fitnesses and deltas."""
+        if len(values) == 0:  # a rank's piece of a population smaller than the job
+            return EvalResult(np.empty(0))
         if type(self)._evaluate_network is not GymNE._evaluate_network:
             return self._evaluate_with_modules(values, first_index, eval_round)
         n_jobs = values.shape[0] * self._num_episodes

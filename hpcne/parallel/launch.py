@@ -66,7 +66,7 @@ def install_mpi_excepthook() -> None:
                 return
         else:
             text = "".join(traceback.format_exception(kind, value, tb))
-            sys.stderr.write(f"hpcne: rank {rank} on {socket.gethostname()} failed:\n{text}")
+            sys.stderr.write(f"hpcne: rank {rank} on host {socket.gethostname()} failed:\n{text}")
         sys.stderr.flush()
         MPI.COMM_WORLD.Abort(1)
 

@@ -10,11 +10,12 @@ that stopped them. A failed or mismatched rank makes rank 0 raise before any wor
 One evaluation round:
 
     rank 0:  Bcast [command, round, n | frozen sync state (observation statistics)]
-    static:  Scatterv rows (wire dtype) | each rank evaluates its piece | Gatherv fitnesses (float64)
+    static:  Scatterv rows (wire dtype) | each rank evaluates its piece
     dynamic: rank 0 sends (start, stop) and rows to a rank that asks; the rank replies
              [start, failed, episodes, interactions, has delta, obs delta | fitnesses]; rank 0 evaluates
              pieces itself between messages and merges the pieces in population order
-    all:     Allreduce [obs delta | episodes, interactions, deltas, failures, stop requests]
+    all:     Allreduce [fitnesses | obs delta | episodes, interactions, deltas, failures, stop requests]
+             (each rank fills in its own rows' fitnesses, zeros elsewhere: the sum is exact)
 
 A failure travels as a flag in the Allreduce (and stops further dynamic pieces); the ranks
 then gather the failure texts to rank 0, which raises :class:`WorkerError`. Every round thus
@@ -24,6 +25,7 @@ ends with every rank out of its collectives, and the runtime stays usable.
 from __future__ import annotations
 
 import atexit
+import os
 import sys
 from collections import deque
 from dataclasses import dataclass
@@ -95,11 +97,14 @@ class MPIRuntime:
         self._splits: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._status = MPI.Status()
 
-        seed = int(self.comm.bcast(problem.seed if self.is_main else None, root=0))
+        # Rank 0's seed, and whether rank 0 evaluates a share (HPCNE_MPI_COORDINATOR_EVALUATES=0: no).
+        evaluates = os.environ.get("HPCNE_MPI_COORDINATOR_EVALUATES", "1") != "0"
+        seed, evaluates = self.comm.bcast((problem.seed, evaluates) if self.is_main else None, root=0)
+        self.coordinator_evaluates = self.size == 1 or evaluates
         node = self.comm.Split_type(MPI.COMM_TYPE_SHARED)
         local_rank = node.Get_rank()
         node.Free()
-        own_error, report = self._start(seed, local_rank)
+        own_error, report = self._start(int(seed), local_rank)
         reports: list[_StartReport] = self.comm.allgather(report)
         self.devices = [(r.host, r.device) for r in reports]
         if self.is_main:
@@ -109,7 +114,7 @@ class MPIRuntime:
             MPIRuntime._open.add(self)
         self._state_len = reports[0].state_length
         self._header = np.zeros(_HEAD + self._state_len)
-        self._reduce = np.zeros(self._state_len + _TAIL)
+        self._reduce = np.zeros(0)  # the Allreduce buffer, reused while the population size stays
         if not self.is_main:
             try:
                 self._serve()
@@ -155,7 +160,8 @@ class MPIRuntime:
 
     def describe(self) -> str:
         """The rank → host → device map."""
-        lines = [f"MPI, {self.size} ranks (rank 0 coordinates and evaluates a share):"]
+        role = "coordinates and evaluates a share" if self.coordinator_evaluates else "only coordinates"
+        lines = [f"MPI, {self.size} ranks (rank 0 {role}):"]
         lines += [f"  rank {r}: {host} {dev}" for r, (host, dev) in enumerate(self.devices[:16])]
         if self.size > 16:
             lines.append(f"  ... and {self.size - 16} more ranks on {len({h for h, _ in self.devices})} hosts")
@@ -165,7 +171,10 @@ class MPIRuntime:
     def evaluate(self, values: np.ndarray, eval_round: int) -> EvalResult:
         """Evaluate the rows across all ranks (rank 0 only)."""
         if self._closed:
-            raise RuntimeError("This MPI runtime was closed; the problem starts a new one on its next evaluation.")
+            raise RuntimeError(
+                "This MPI runtime was closed (by close() or after a worker failure); call problem.kill_actors() "
+                "and the next evaluation starts a new one."
+            )
         p = self._problem
         dynamic = p.num_subbatches is not None or p.subbatch_size is not None
         self._in_round = True
@@ -174,15 +183,15 @@ class MPIRuntime:
             self._header[_HEAD:] = p._sync_buffer()
         self.comm.Bcast(self._header, root=0)
         if dynamic:
-            fitness, local, failure = self._coordinate_dynamic(values, eval_round)
+            first, (local, failure) = 0, self._coordinate_dynamic(values, eval_round)
         else:
-            fitness, local, failure = self._scatter_gather(values, eval_round, len(values))
-        result = self._finish(fitness, local, failure)
+            first, local, failure = self._scatter(values, eval_round, len(values))
+        result = self._finish(len(values), first, local, failure)
         assert result is not None  # rank 0 raises on failure
         return result
 
-    def _coordinate_dynamic(self, values: np.ndarray, eval_round: int) -> tuple[np.ndarray, EvalResult, Failure | None]:
-        """Hand out pieces on request, evaluate pieces here between requests, merge in order."""
+    def _coordinate_dynamic(self, values: np.ndarray, eval_round: int) -> tuple[EvalResult, Failure | None]:
+        """Hand out pieces on request, evaluate pieces here between requests, merge in population order."""
         p, MPI, status = self._problem, self._MPI, self._status
         todo = deque(pieces(len(values), self.size, p.num_subbatches, p.subbatch_size))
         fitness = np.full(len(values), np.nan)
@@ -190,8 +199,9 @@ class MPIRuntime:
         failure: Failure | None = None
         working = sum(self._send_piece(worker, values, todo) for worker in range(1, self.size))
         while todo or working:
-            if working and (not todo or self.comm.Iprobe(MPI.ANY_SOURCE, TAG_RESULT, status)):
-                if not todo:
+            only_wait = not todo or not self.coordinator_evaluates  # nothing to evaluate here
+            if working and (only_wait or self.comm.Iprobe(MPI.ANY_SOURCE, TAG_RESULT, status)):
+                if only_wait:
                     self.comm.Probe(MPI.ANY_SOURCE, TAG_RESULT, status)
                 source = status.Get_source()
                 message = np.empty(status.Get_count(MPI.DOUBLE))
@@ -213,7 +223,9 @@ class MPIRuntime:
             else:
                 parts[start] = result
                 fitness[start:stop] = result.fitness
-        return fitness, EvalResult.merge([parts[s] for s in sorted(parts)]), failure
+        merged = EvalResult.merge([parts[s] for s in sorted(parts)])
+        merged.fitness = fitness
+        return merged, failure
 
     def _send_piece(self, worker: int, values: np.ndarray, todo: deque[tuple[int, int]]) -> int:
         """Send the next piece to ``worker`` (or 'no more work'); return 1 if a piece was sent."""
@@ -238,7 +250,10 @@ class MPIRuntime:
     def _split(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Row counts and first rows of the static split of ``n`` rows (cached per ``n``)."""
         if n not in self._splits:
-            counts = contiguous_counts(n, self.size)
+            if self.coordinator_evaluates:
+                counts = contiguous_counts(n, self.size)
+            else:
+                counts = np.concatenate([[0], contiguous_counts(n, self.size - 1)])
             self._splits[n] = counts, np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         return self._splits[n]
 
@@ -249,38 +264,35 @@ class MPIRuntime:
             self._rows = np.empty(count * width, self._problem.wire_dtype)
         return self._rows[: count * width].reshape(count, width)
 
-    def _scatter_gather(
-        self, values: np.ndarray | None, eval_round: int, n: int
-    ) -> tuple[np.ndarray | None, EvalResult, Failure | None]:
-        """Static split: one contiguous piece per rank; rank 0's piece never leaves its memory."""
-        MPI, width = self._MPI, self._problem.solution_length
+    def _scatter(self, values: np.ndarray | None, eval_round: int, n: int) -> tuple[int, EvalResult, Failure | None]:
+        """Static split: one contiguous piece per rank (rank 0's never leaves its memory); evaluate it."""
+        width = self._problem.solution_length
         counts, starts = self._split(n)
         first, count = int(starts[self.rank]), int(counts[self.rank])
         if self.is_main:
             assert values is not None
-            self.comm.Scatterv([values, (counts * width, starts * width)], MPI.IN_PLACE, root=0)
+            self.comm.Scatterv([values, (counts * width, starts * width)], self._MPI.IN_PLACE, root=0)
             mine = values[first : first + count]
         else:
             mine = self._receive_rows(count)
             self.comm.Scatterv(None, mine, root=0)
         result = evaluate_piece(self._problem, mine, first, eval_round)
-        failure = result if isinstance(result, Failure) else None
-        local = EvalResult(np.full(count, np.nan)) if isinstance(result, Failure) else result
-        if self.is_main:
-            fitness = np.empty(n)
-            fitness[first : first + count] = local.fitness
-            self.comm.Gatherv(MPI.IN_PLACE, [fitness, (counts, starts)], root=0)
-            return fitness, local, failure
-        self.comm.Gatherv(local.fitness, None, root=0)
-        return None, local, failure
+        if isinstance(result, Failure):
+            return first, EvalResult(np.full(count, np.nan)), result
+        return first, result, None
 
-    def _finish(self, fitness: np.ndarray | None, local: EvalResult, failure: Failure | None) -> EvalResult | None:
-        """Allreduce the side effects; on failure raise on rank 0 (other ranks get None)."""
+    def _finish(self, n: int, first: int, local: EvalResult, failure: Failure | None) -> EvalResult | None:
+        """Allreduce fitnesses and side effects; on failure raise on rank 0 (the other ranks get None)."""
+        size = n + self._state_len + _TAIL
+        if len(self._reduce) != size:
+            self._reduce = np.empty(size)
         buffer = self._reduce
         buffer[:] = 0.0
+        buffer[first : first + len(local.fitness)] = local.fitness
+        stats = buffer[n : n + self._state_len]
         if local.obs_delta is not None and failure is None:
-            buffer[: self._state_len] = local.obs_delta
-        buffer[self._state_len :] = (
+            stats[:] = local.obs_delta
+        buffer[n + self._state_len :] = (
             local.episodes,
             local.interactions,
             local.obs_delta is not None,
@@ -288,22 +300,19 @@ class MPIRuntime:
             signals.stop_requested(),
         )
         self.comm.Allreduce(self._MPI.IN_PLACE, buffer, op=self._MPI.SUM)
-        episodes, interactions, deltas, failures, stops = buffer[self._state_len :]
+        episodes, interactions, deltas, failures, stops = buffer[n + self._state_len :]
         self.stop_requested = bool(stops > 0)
         if failures:
             reports = self.comm.gather(failure, root=0)
             self._in_round = False
             if self.is_main:
-                rank, first = next((r, f) for r, f in enumerate(reports) if f is not None)
-                raise WorkerError(rank, first.host, first.solution_index, first.traceback, kind="rank")
+                rank, first_failure = next((r, f) for r, f in enumerate(reports) if f is not None)
+                raise WorkerError(
+                    rank, first_failure.host, first_failure.solution_index, first_failure.traceback, kind="rank"
+                )
             return None
         self._in_round = False
-        return EvalResult(
-            fitness if fitness is not None else np.empty(0),
-            int(episodes),
-            int(interactions),
-            buffer[: self._state_len].copy() if deltas else None,
-        )
+        return EvalResult(buffer[:n].copy(), int(episodes), int(interactions), stats.copy() if deltas else None)
 
     # ---------------------------------------------------------------- workers
     def _serve(self) -> None:
@@ -318,10 +327,10 @@ class MPIRuntime:
             if self._state_len:
                 p._load_sync_buffer(self._header[_HEAD:].copy())
             if command == CMD_EVAL:
-                _, local, failure = self._scatter_gather(None, eval_round, n)
-            else:  # the pieces' side effects went to rank 0 with their fitnesses
-                local, failure = EvalResult(np.empty(0)), self._work_dynamic(eval_round)
-            total = self._finish(None, local, failure)
+                first, local, failure = self._scatter(None, eval_round, n)
+            else:  # the pieces' fitnesses and side effects went to rank 0
+                first, local, failure = 0, EvalResult(np.empty(0)), self._work_dynamic(eval_round)
+            total = self._finish(n, first, local, failure)
             if total is not None:
                 p._eval_round = eval_round + 1
                 p._apply_eval_result(total)

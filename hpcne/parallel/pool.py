@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import multiprocessing as mp
 import os
 import signal
 import socket
+import sys
 from collections import deque
 from multiprocessing.connection import Connection, wait
 
@@ -24,11 +26,25 @@ from hpcne.parallel.worker import Failure, describe_exception, evaluate_piece
 __all__ = ["PoolRuntime"]
 
 
-def _serve(problem: Problem, conn: Connection, index: int) -> None:
-    """Worker loop: receive pieces, evaluate them, send results back, until told to stop."""
-    # The coordinator decides when to stop; a Ctrl-C or SLURM signal must not kill workers mid-piece.
+def _detach() -> None:
+    """Make this worker independent of the terminal but not of its coordinator.
+
+    The coordinator decides when to stop, so a Ctrl-C or a SLURM signal must not kill a worker
+    mid-piece. A session of its own also gives the worker its own group in Linux's autogroup
+    scheduler, as an MPI rank has under ``mpiexec``; otherwise all workers of a pool share the
+    CPU time of one process when the machine is busy. The worker dies with its coordinator.
+    """
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
         signal.signal(sig, signal.SIG_IGN)
+    os.setsid()
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def _serve(problem: Problem, conn: Connection, index: int) -> None:
+    """Worker loop: receive pieces, evaluate them, send results back, until told to stop."""
+    _detach()
     try:
         problem._on_worker_start()
         place_problem(problem, index, single_threaded=True)
@@ -37,6 +53,7 @@ def _serve(problem: Problem, conn: Connection, index: int) -> None:
         conn.send(("error", failure.host, None, failure.traceback, "at start-up"))
         return
     dtype, width = problem.wire_dtype, problem.solution_length
+    buffer = bytearray()  # rows arrive here, reused between pieces
     while True:
         try:
             message = conn.recv()
@@ -44,8 +61,12 @@ def _serve(problem: Problem, conn: Connection, index: int) -> None:
             return
         if message[0] == "stop":
             return
-        _, eval_round, start, sync = message
-        values = np.frombuffer(conn.recv_bytes(), dtype=dtype).reshape(-1, width)
+        _, eval_round, start, rows, sync = message
+        size = rows * width * dtype.itemsize
+        if len(buffer) < size:
+            buffer = bytearray(size)
+        conn.recv_bytes_into(buffer)
+        values = np.frombuffer(buffer, dtype=dtype, count=rows * width).reshape(rows, width)
         problem._load_sync_buffer(sync)
         result = evaluate_piece(problem, values, start, eval_round)
         if isinstance(result, Failure):
@@ -103,7 +124,10 @@ class PoolRuntime:
             WorkerError: A worker raised or died; all workers are stopped at once.
         """
         if not self._procs:
-            raise RuntimeError("This process pool was closed; the problem starts a new one on its next evaluation.")
+            raise RuntimeError(
+                "This process pool was closed (by close() or after a worker failure); call problem.kill_actors() "
+                "and the next evaluation starts a new one."
+            )
         p = self._problem
         todo = deque(enumerate(pieces(len(values), self.num_workers, p.num_subbatches, p.subbatch_size)))
         sync = p._sync_buffer()
@@ -114,7 +138,7 @@ class PoolRuntime:
             while todo and idle:
                 w = idle.popleft()
                 number, (start, stop) = todo.popleft()
-                self._conns[w].send(("eval", eval_round, start, sync))
+                self._conns[w].send(("eval", eval_round, start, stop - start, sync))
                 self._conns[w].send_bytes(values[start:stop])
                 busy[w] = (number, start)
             ready = wait([self._conns[w] for w in busy] + [self._procs[w].sentinel for w in busy])

@@ -14,6 +14,7 @@ import torch
 from hpcne.parallel import signals
 from hpcne.parallel.devices import choose_device, env_local_rank
 from hpcne.parallel.launch import install_mpi_excepthook, launcher_world_size
+from hpcne.parallel.threads import limit_threads
 
 if TYPE_CHECKING:
     from hpcne.core import EvalResult, Problem
@@ -83,7 +84,8 @@ def use_backend(name: str | None) -> None:
     """Force a backend (``"serial"``, ``"pool"``, ``"mpi"``) for problems created from now on.
 
     ``None`` restores the automatic choice. The ``HPCNE_BACKEND`` environment variable does
-    the same without code changes; ``use_backend`` takes precedence over it.
+    the same without code changes; ``use_backend`` takes precedence over it, and under an MPI
+    launcher it applies to the calling process only (``"serial"`` on rank 0 evaluates there alone).
     """
     if name is not None and name not in BACKENDS:
         raise ValueError(f"Unknown backend {name!r}; choose one of {', '.join(BACKENDS)}.")
@@ -92,8 +94,6 @@ def use_backend(name: str | None) -> None:
 
 
 def _requested_backend() -> str | None:
-    if _forced_backend is not None:
-        return _forced_backend
     name = os.environ.get("HPCNE_BACKEND", "").strip().lower() or None
     if name is not None and name not in BACKENDS:
         raise ValueError(
@@ -117,17 +117,20 @@ def place_problem(problem: Problem, local_rank: int, *, single_threaded: bool) -
     """Put this process's networks on its device; return ``(host, device)``.
 
     A worker that shares the node with other workers (an MPI rank, a pool process) is
-    ``single_threaded``: torch gets one thread unless ``actor_config={"num_threads": n}`` says otherwise.
+    ``single_threaded``: torch and BLAS get one thread unless ``actor_config={"num_threads": n}``
+    says otherwise.
     """
     device = choose_device(local_rank, problem.actor_config, problem.num_gpus_per_actor, problem.device)
     problem._use_device(device)
     threads = problem.actor_config.get("num_threads")
     if threads is not None or single_threaded:
-        torch.set_num_threads(int(threads or 1))
+        limit_threads(int(threads or 1))
     return socket.gethostname(), str(device)
 
 
 def _choose_backend(problem: Problem) -> str:
+    if _forced_backend is not None:  # the program's own choice for this process
+        return _forced_backend
     backend = _requested_backend()
     ranks = launcher_world_size()
     if backend is None:
@@ -136,9 +139,9 @@ def _choose_backend(problem: Problem) -> str:
         return "pool" if _pool_size(problem.num_actors) > 1 else "serial"
     if backend != "mpi" and ranks > 1:
         raise ValueError(
-            f"The {backend!r} backend was requested, but this process is one of {ranks} MPI ranks: "
-            "every rank would run the whole search on its own. Use the 'mpi' backend under an MPI "
-            "launcher, or start a single process."
+            f"HPCNE_BACKEND={backend!r}, but this process is one of {ranks} MPI ranks: every rank would "
+            "run the whole search on its own. Use HPCNE_BACKEND=mpi (or unset it) under an MPI launcher, "
+            "or start a single process."
         )
     return backend
 
@@ -147,8 +150,10 @@ def make_runtime(problem: Problem) -> Runtime:
     """Choose and start the runtime for ``problem`` and say which one on the main process.
 
     Under an MPI launcher with more than one rank: MPI. Otherwise ``num_actors`` decides:
-    None/0/1 in-process, an int or ``"max"`` a local process pool. ``use_backend`` or
-    ``HPCNE_BACKEND`` force a backend. ``HPCNE_QUIET=1`` silences the start-up line.
+    None/0/1 in-process, an int or ``"max"`` a local process pool. ``HPCNE_BACKEND`` forces a
+    backend (a local one is refused under a multi-rank launcher); ``use_backend`` forces one for
+    this process whatever the launcher (e.g. an evaluation on rank 0 alone). ``HPCNE_QUIET=1``
+    silences the start-up line.
     """
     backend = _choose_backend(problem)
     runtime: Runtime

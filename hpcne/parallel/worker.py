@@ -29,7 +29,13 @@ def describe_exception(err: BaseException) -> Failure:
 
 
 def evaluate_piece(problem: Problem, values: np.ndarray, start: int, eval_round: int) -> EvalResult | Failure:
-    """Evaluate rows ``start, start+1, ...`` of a round; turn an exception into a :class:`Failure`."""
+    """Evaluate rows ``start, start+1, ...`` of a round; turn an exception into a :class:`Failure`.
+
+    An empty piece (a rank with no rows when the population is smaller than the job) is not
+    handed to the problem.
+    """
+    if len(values) == 0:
+        return EvalResult(np.empty(0))
     try:
         return problem._evaluate_local(values, start, eval_round)
     except Exception as err:

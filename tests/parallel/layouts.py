@@ -1,4 +1,4 @@
-"""A small PGPE run on Pendulum (real-valued returns, action noise), repeated per layout: the parallel tests compare the results.
+"""A small PGPE run on Pendulum (real-valued returns, action noise) per layout, for the parallel tests.
 
 Run as a script (``python layouts.py``, ``mpiexec -n 3 python -m mpi4py layouts.py``) it runs
 every configuration of :data:`RUNS` and prints one JSON object per line, on rank 0 only. The
@@ -54,6 +54,7 @@ def run(split: str, obs_norm: bool, num_actors: int | None = None) -> dict[str, 
             out["stats"].append(problem.get_observation_stats().pack().tolist() if obs_norm else [])
         out["counters"] = [problem.interaction_count, problem.episode_count]
         out["workers"] = problem.runtime.num_workers
+        out["runtime"] = type(problem.runtime).__name__
     finally:
         problem.kill_actors()
     return out

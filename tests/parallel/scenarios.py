@@ -38,12 +38,18 @@ def rank_and_size() -> tuple[int, int]:
 def on_last_rank() -> bool:
     """Whether this is the last MPI rank, or a pool worker (never the coordinator of a pool)."""
     rank, size = rank_and_size()
-    return rank == size - 1 if size > 1 else os.environ.get("SCENARIO_PARENT") != str(os.getpid())
+    if size > 1:
+        return rank == size - 1
+    parent = os.environ.get("SCENARIO_PARENT")
+    return parent is not None and parent != str(os.getpid())
 
 
-def population(width: int) -> torch.Tensor:
+def population(width: int, scenario: str) -> torch.Tensor:
+    """The solutions a scenario evaluates: zeros, and a marked (or for "nan", NaN) solution ``BAD``."""
     values = torch.zeros(POPSIZE, width)
     values[BAD, 0] = MARK
+    if scenario == "nan":
+        values[BAD] = float("nan")
     return values
 
 
@@ -72,10 +78,6 @@ class BadStepEnv(gym.Wrapper):
         return self.env.step(action)
 
 
-def nan_network(obs_length: int, act_length: int) -> torch.nn.Module:
-    return torch.nn.Linear(obs_length, act_length)
-
-
 def scenario_raise() -> Problem:
     return NEProblem("max", "Linear(2, 1)", raising_eval, seed=1, num_actors=2)
 
@@ -89,9 +91,7 @@ def scenario_bad_step() -> Problem:
 
 
 def scenario_nan() -> Problem:
-    problem = GymNE("CartPole-v1", "Linear(obs_length, act_length)", seed=1, num_actors=2)
-    problem.bad_values = float("nan")  # type: ignore[attr-defined]
-    return problem
+    return GymNE("Pendulum-v1", "Linear(obs_length, act_length)", seed=1, num_actors=2)
 
 
 def scenario_build() -> Problem:
@@ -112,11 +112,12 @@ def scenario_lazy_build() -> Problem:
 
 
 CARTPOLE_WIDTH = 4 * 2 + 2  # Linear(obs_length, act_length)
+PENDULUM_WIDTH = 3 * 1 + 1
 SCENARIOS: dict[str, tuple[Callable[[], Problem], int]] = {
     "raise": (scenario_raise, 3),
     "kill": (scenario_kill, 3),
     "bad_step": (scenario_bad_step, CARTPOLE_WIDTH),
-    "nan": (scenario_nan, CARTPOLE_WIDTH),
+    "nan": (scenario_nan, PENDULUM_WIDTH),
     "build": (scenario_build, CARTPOLE_WIDTH),
     "lazy_build": (scenario_lazy_build, 3),
 }
@@ -125,11 +126,7 @@ SCENARIOS: dict[str, tuple[Callable[[], Problem], int]] = {
 def main(name: str) -> None:
     os.environ["SCENARIO_PARENT"] = str(os.getpid())
     build, width = SCENARIOS[name]
-    problem = build()
-    values = population(width)
-    if getattr(problem, "bad_values", None) is not None:
-        values[BAD] = problem.bad_values  # type: ignore[attr-defined]
-    fitness = problem.evaluate_values(values)
+    fitness = build().evaluate_values(population(width, name))
     print(json.dumps({"fitness": np.asarray(fitness).tolist()}))
 
 

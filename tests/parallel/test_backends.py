@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
-from conftest import sum_problem
+from parallel_helpers import sum_problem
 
-from hpcne.parallel import SerialRuntime, runtime, use_backend
+from hpcne.core import Problem
+from hpcne.parallel import SerialRuntime, runtime, signals, use_backend
 from hpcne.parallel.launch import launcher_world_size
 from hpcne.parallel.pool import PoolRuntime, cpu_count
 
@@ -57,11 +60,15 @@ def test_bad_backend_names_are_clear_errors(monkeypatch: pytest.MonkeyPatch) -> 
         _ = sum_problem().runtime
 
 
-def test_a_local_backend_under_a_multi_rank_launcher_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_local_backend_from_the_environment_under_a_multi_rank_launcher_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(runtime, "launcher_world_size", lambda: 3)
-    use_backend("pool")
-    with pytest.raises(ValueError, match="one of 3 MPI ranks: every rank would run the whole search"):
+    monkeypatch.setenv("HPCNE_BACKEND", "pool")
+    with pytest.raises(ValueError, match="HPCNE_BACKEND='pool', but this process is one of 3 MPI ranks"):
         _ = sum_problem().runtime
+    use_backend("serial")  # the program's explicit choice for this process (e.g. rank 0 alone)
+    assert isinstance(sum_problem().runtime, SerialRuntime)
 
 
 @pytest.mark.parametrize("variable", ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_STEP_NUM_TASKS"])
@@ -86,3 +93,30 @@ def test_start_up_line_names_backend_and_workers(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("HPCNE_QUIET", "1")
     _ = sum_problem().runtime
     assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("num_actors", [None, 2])
+def test_a_stop_request_shows_on_the_runtime_after_the_round(num_actors: int | None) -> None:
+    problem = sum_problem(num_actors=num_actors)
+    try:
+        problem.evaluate_values(torch.zeros(3, 5))
+        assert not problem.runtime.stop_requested
+        signals.request_stop()
+        problem.evaluate_values(torch.zeros(3, 5))
+        assert problem.runtime.stop_requested
+    finally:
+        signals.clear_stop()
+        problem.kill_actors()
+
+
+def test_pool_workers_compute_on_one_thread_in_a_session_of_their_own() -> None:
+    session = os.getsid(0)
+
+    def fitness(_: torch.Tensor) -> float:
+        return 10.0 * torch.get_num_threads() + (os.getsid(0) != session)
+
+    problem = Problem("max", fitness, solution_length=1, seed=0, num_actors=2)
+    try:
+        assert problem.evaluate_values(torch.zeros(4, 1)).tolist() == [11.0] * 4
+    finally:
+        problem.kill_actors()

@@ -1,0 +1,124 @@
+"""Failures are errors, never hangs: each scenario of scenarios.py ends the run with one clear message.
+
+The MPI scenarios run on 3 ranks under ``mpiexec`` with ``MPIEXEC_TIMEOUT`` set; a hang would
+end with the launcher's "TIMED OUT" instead of the expected message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+import torch
+from parallel_helpers import run_script
+from scenarios import BAD, SCENARIOS, population
+
+from hpcne.parallel import WorkerError
+
+
+def failed_run(scenario: str, *, ranks: int | None) -> str:
+    """Run a scenario that must fail; return its output (the launcher's and every rank's)."""
+    done = run_script("scenarios.py", scenario, ranks=ranks, env={"HPCNE_QUIET": "0"})
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output
+    assert "TIMED OUT" not in output, output
+    assert '"fitness"' not in done.stdout, output
+    return output
+
+
+def assert_one_worker_error(stderr: str, where: str, solution: int, original: str) -> None:
+    """Rank 0 reports the failure once, with the worker, the solution and the original traceback."""
+    assert (
+        len(re.findall(rf"WorkerError: {where} on host \S+ failed while evaluating solution {solution}:", stderr)) == 1
+    )
+    assert "Traceback (most recent call last)" in stderr.split("WorkerError:", 1)[1]
+    assert original in stderr
+
+
+@pytest.mark.parametrize(
+    ("scenario", "solution", "original"),
+    [
+        ("raise", BAD, "ArithmeticError: the fitness function of the bad solution raised on purpose"),
+        ("nan", BAD, f"FloatingPointError: Solution {BAD} produced a non-finite action [nan]"),
+        ("bad_step", 8, "OSError: the simulator lost its connection (raised on purpose)"),
+    ],
+)
+def test_an_exception_on_a_rank_ends_the_job_with_one_message(scenario: str, solution: int, original: str) -> None:
+    stderr = failed_run(scenario, ranks=3)
+    assert_one_worker_error(stderr, "rank 2", solution, original)
+
+
+def test_a_killed_rank_ends_the_job() -> None:
+    output = failed_run("kill", ranks=3)
+    assert "BAD TERMINATION OF ONE OF YOUR APPLICATION PROCESSES" in output  # the launcher's report
+    assert "Killed (signal 9)" in output
+
+
+def test_a_rank_that_cannot_build_its_problem_ends_the_job_before_any_work() -> None:
+    stderr = failed_run("build", ranks=3)
+    assert re.search(r"hpcne: rank 2 on host \S+ failed:", stderr)
+    assert "Could not create the environment 'NoSuchEnv-v0'" in stderr
+    assert "evaluating with" not in stderr
+
+
+def test_a_rank_that_fails_while_starting_its_runtime_is_named_by_rank_0() -> None:
+    stderr = failed_run("lazy_build", ranks=3)
+    assert re.search(r"WorkerError: rank 2 on host \S+ failed at start-up:", stderr)
+    assert "ImportError: this rank lacks the module that defines the network (raised on purpose)" in stderr
+    assert "evaluating with" not in stderr
+
+
+def test_a_failing_pool_worker_ends_the_script_with_one_message() -> None:
+    stderr = failed_run("raise", ranks=None)
+    assert "evaluating with process pool, 2 workers" in stderr
+    assert_one_worker_error(stderr, r"pool worker \d", BAD, "ArithmeticError: the fitness function")
+
+
+@pytest.mark.parametrize(
+    ("scenario", "message"),
+    [
+        ("raise", rf"pool worker \d on host \S+ failed while evaluating solution {BAD}:(.|\n)*ArithmeticError"),
+        ("nan", rf"failed while evaluating solution {BAD}:(.|\n)*non-finite action"),
+        ("bad_step", r"failed while evaluating solution \d+:(.|\n)*simulator lost its connection"),
+        ("kill", r"pool worker \d on host \S+ failed:\nWorker process \d+ was killed by signal 9 while evaluating"),
+    ],
+)
+def test_pool_worker_failures_raise_worker_error(monkeypatch: pytest.MonkeyPatch, scenario: str, message: str) -> None:
+    monkeypatch.setenv("SCENARIO_PARENT", str(os.getpid()))  # scenarios fail in workers, never here
+    build, width = SCENARIOS[scenario]
+    problem = build()
+    workers = list(problem.runtime._procs)
+    assert len(workers) == 2
+    with pytest.raises(WorkerError, match=message):
+        problem.evaluate_values(population(width, scenario))
+    assert not any(w.is_alive() for w in workers), "the pool stops all its workers at once"
+    problem.kill_actors()
+
+
+def test_a_pool_worker_that_cannot_start_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    build, width = SCENARIOS["raise"]
+    problem = build()
+
+    def fail_to_start() -> None:
+        raise RuntimeError("no display for the simulator (raised on purpose)")
+
+    monkeypatch.setattr(problem, "_on_worker_start", fail_to_start)
+    with pytest.raises(WorkerError, match=r"failed at start-up:\n(.|\n)*no display for the simulator"):
+        problem.evaluate_values(population(width, "raise"))
+    problem.kill_actors()
+
+
+def test_after_a_pool_failure_kill_actors_starts_a_fresh_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCENARIO_PARENT", str(os.getpid()))
+    build, width = SCENARIOS["raise"]
+    problem = build()
+    with pytest.raises(WorkerError):
+        problem.evaluate_values(population(width, "raise"))
+    with pytest.raises(RuntimeError, match=r"pool was closed .*call problem\.kill_actors\(\)"):
+        problem.evaluate_values(population(width, "raise"))
+    problem.kill_actors()
+    try:
+        assert list(problem.evaluate_values(torch.ones(3, width))) == [1.0, 1.0, 1.0]
+    finally:
+        problem.kill_actors()
