@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from hpcne.parallel.launch import find_mpiexec
+
 TASKS: dict[str, dict[str, Any]] = {
     "halfcheetah": {
         "env": "HalfCheetah-v5",
@@ -174,8 +176,7 @@ def launch(args: list[str], *, ranks: int | None, env: dict[str, str] | None = N
     """Run one measurement in a fresh process (on ``ranks`` MPI ranks); return its JSON line."""
     command = [sys.executable, "-m", "mpi4py", str(HERE), "measure", *args]
     if ranks is not None:
-        mpiexec = Path(sys.executable).parent / "mpiexec"
-        command = [str(mpiexec) if mpiexec.exists() else "mpiexec", "-n", str(ranks), *command]
+        command = [find_mpiexec() or "mpiexec", "-n", str(ranks), *command]
     full_env = {**os.environ, "HPCNE_QUIET": "1", "MPIEXEC_TIMEOUT": "900", **(env or {})}
     full_env.pop("HPCNE_BACKEND", None)
     done = subprocess.run(command, capture_output=True, text=True, env=full_env, check=False)

@@ -10,16 +10,24 @@ message that names it.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
 import traceback
+from pathlib import Path
 from typing import Any
 
-__all__ = ["install_mpi_excepthook", "launcher_world_size", "prepare_mpi_job"]
+__all__ = ["find_mpiexec", "install_mpi_excepthook", "launcher_world_size", "prepare_mpi_job"]
 
 # Variables through which launchers announce the job size: Open MPI, MPICH/Hydra and PMI-2
 # (also srun --mpi=pmi2), PMIx, and srun's own.
 _SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_STEP_NUM_TASKS")
+
+
+def find_mpiexec() -> str | None:
+    """The ``mpiexec`` beside this interpreter (e.g. the ``mpich`` wheel's), else the one on PATH."""
+    beside = Path(sys.executable).parent / "mpiexec"
+    return str(beside) if beside.exists() else shutil.which("mpiexec")
 
 
 def launcher_world_size() -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 import torch
 
 from hpcne.core import Problem
+from hpcne.parallel.launch import find_mpiexec
 
 HERE = Path(__file__).resolve().parent
 MPIEXEC_TIMEOUT = 60  # the launcher kills a hung job after this many seconds
@@ -22,8 +22,7 @@ SUBPROCESS_TIMEOUT = 90  # and the test gives up on the launcher after this many
 
 def mpiexec() -> str:
     """The ``mpiexec`` that belongs to this interpreter's environment (the ``mpich`` wheel's)."""
-    beside = Path(sys.executable).parent / "mpiexec"
-    found = str(beside) if beside.exists() else shutil.which("mpiexec")
+    found = find_mpiexec()
     if found is None:
         pytest.fail("mpiexec was not found; install the dev extras (`pip install -e '.[dev,mpich]'`).")
     return found

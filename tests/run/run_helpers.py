@@ -26,6 +26,7 @@ import pytest
 from hpcne.io.analysis import read_results
 from hpcne.io.checkpoint import CheckpointManager
 from hpcne.io.tree import tree_digest
+from hpcne.parallel.launch import find_mpiexec
 
 GENERATIONS = 20
 """Generations of the shared tiny run."""
@@ -44,15 +45,13 @@ TINY_OBS_NORM = [*TINY, "--obs-norm"]
 TIMING_COLUMNS = ("wall_time", "eval_time", "comm_time")
 """Result columns that measure time and so differ between otherwise identical runs."""
 
-EXIT_PREEMPTED = 75
 MPIEXEC_TIMEOUT = 120  # the launcher kills a hung MPI job after this many seconds
 TIMEOUT = 150  # and a test gives up on any subprocess after this many
 
 
 def mpiexec() -> str:
     """The ``mpiexec`` of this interpreter's environment (the mpich wheel's), or skip."""
-    beside = Path(sys.executable).parent / "mpiexec"
-    found = str(beside) if beside.exists() else shutil.which("mpiexec")
+    found = find_mpiexec()
     if found is None:
         pytest.skip("mpiexec was not found; install the dev extras (`pip install -e '.[dev,mpich]'`).")
     return found

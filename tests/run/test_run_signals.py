@@ -6,10 +6,13 @@ from __future__ import annotations
 import os
 import re
 import signal
+import time
 from pathlib import Path
 
 import pytest
-from run_helpers import EXIT_PREEMPTED, GENERATIONS, TINY, Cli, Running, assert_same_run, load_run
+from run_helpers import GENERATIONS, TINY, Cli, Running, assert_same_run, load_run
+
+from hpcne.run import EXIT_PREEMPTED
 
 # One run, stopped again and again: every signal on every local backend, and SIGUSR1 to every rank of
 # an MPI job (as `scancel --signal=USR1` or `#SBATCH --signal=USR1@60` do). Serial and pool runs get
@@ -25,15 +28,26 @@ STOPS = [
 ]
 
 
+def wait_for_ranks(running: Running, timeout: float = 60.0) -> list[int]:
+    """The pids of the two MPI ranks, as soon as both exist."""
+    deadline = time.monotonic() + timeout
+    while len(ranks := running.rank_pids()) < 2:
+        assert time.monotonic() < deadline and running.alive(), running.process_tree()
+        time.sleep(0.05)
+    assert len(ranks) == 2, running.process_tree()
+    return ranks
+
+
 def stop_once(cli: Cli, run_dir: Path, signame: str, backend: str, done_before: int) -> int:
     """Start (or resume) the run, signal it once it has logged a new generation; return where it stopped."""
     layout = {"serial": ["--workers", "1"], "pool": ["--workers", "2"], "mpi": []}[backend]
     running: Running = cli.start(["train", *TINY, *layout, "--run-dir", run_dir], ranks=2 if backend == "mpi" else 0)
+    # Find the ranks before the run gets going: scanning /proc takes longer than a tiny generation,
+    # and the signal must arrive before the run's last one.
+    ranks = wait_for_ranks(running) if backend == "mpi" else []
     running.wait_rows(run_dir, done_before + (3 if done_before == 0 else 1))
     sig = getattr(signal, signame)
     if backend == "mpi":
-        ranks = running.rank_pids()
-        assert len(ranks) == 2, running.process_tree()
         for pid in ranks:
             os.kill(pid, sig)
     else:
