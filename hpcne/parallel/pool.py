@@ -138,8 +138,11 @@ class PoolRuntime:
             while todo and idle:
                 w = idle.popleft()
                 number, (start, stop) = todo.popleft()
-                self._conns[w].send(("eval", eval_round, start, stop - start, sync))
-                self._conns[w].send_bytes(values[start:stop])
+                try:
+                    self._conns[w].send(("eval", eval_round, start, stop - start, sync))
+                    self._conns[w].send_bytes(values[start:stop])
+                except OSError:  # the worker is gone; its last words may still be in the pipe
+                    raise self._gone(w, start) from None
                 busy[w] = (number, start)
             ready = wait([self._conns[w] for w in busy] + [self._procs[w].sentinel for w in busy])
             for w in list(busy):
@@ -150,9 +153,7 @@ class PoolRuntime:
                 else:
                     continue
                 if message[0] == "error":
-                    _, host, index, text, stage = message
-                    self.close(force=True)
-                    raise WorkerError(w, host, index, text, kind="pool worker", stage=stage)
+                    raise self._reported(w, message)
                 _, fitness, episodes, interactions, delta = message
                 results[busy.pop(w)[0]] = EvalResult(fitness, episodes, interactions, delta)
                 idle.append(w)
@@ -164,6 +165,22 @@ class PoolRuntime:
             return self._conns[w].recv()
         except (EOFError, ConnectionError, OSError):
             raise self._died(w, start) from None
+
+    def _reported(self, w: int, message: tuple) -> WorkerError:
+        """Stop the pool after worker ``w`` reported an error; return that error."""
+        _, host, index, text, stage = message
+        self.close(force=True)
+        return WorkerError(w, host, index, text, kind="pool worker", stage=stage)
+
+    def _gone(self, w: int, start: int) -> WorkerError:
+        """The error for a worker that could not be sent a piece: what it reported, else its death."""
+        conn = self._conns[w]
+        with contextlib.suppress(EOFError, OSError):
+            if conn.poll(0):
+                message = conn.recv()
+                if message[0] == "error":
+                    return self._reported(w, message)
+        return self._died(w, start)
 
     def _died(self, w: int, start: int) -> WorkerError:
         """Stop the pool after worker ``w`` died; return the error that says so."""

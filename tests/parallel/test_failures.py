@@ -96,7 +96,8 @@ def test_pool_worker_failures_raise_worker_error(monkeypatch: pytest.MonkeyPatch
     problem.kill_actors()
 
 
-def test_a_pool_worker_that_cannot_start_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("exited_first", [False, True], ids=["racing", "exited-before-first-piece"])
+def test_a_pool_worker_that_cannot_start_is_reported(monkeypatch: pytest.MonkeyPatch, exited_first: bool) -> None:
     build, width = SCENARIOS["raise"]
     problem = build()
 
@@ -104,6 +105,10 @@ def test_a_pool_worker_that_cannot_start_is_reported(monkeypatch: pytest.MonkeyP
         raise RuntimeError("no display for the simulator (raised on purpose)")
 
     monkeypatch.setattr(problem, "_on_worker_start", fail_to_start)
+    if exited_first:  # the coordinator's first send then meets a closed pipe
+        for worker in problem.runtime._procs:
+            worker.join(timeout=30)
+            assert worker.exitcode == 0
     with pytest.raises(WorkerError, match=r"failed at start-up:\n(.|\n)*no display for the simulator"):
         problem.evaluate_values(population(width, "raise"))
     problem.kill_actors()
