@@ -1,6 +1,5 @@
 """``python -m hpcne``: the same as the ``hpcne`` command."""
 
-
 from hpcne.cli import main
 
 main()

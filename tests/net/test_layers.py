@@ -244,9 +244,7 @@ def test_feedforward_net() -> None:
     assert net.layer_1.bias is None
     assert n_params(net) == (4 * 8 + 8) + 8 * 6 + (6 * 3 + 3) + (3 * 2 + 2) + (2 * 2 + 2)
     x = torch.randn(4)
-    expected = net.layer_4(
-        net.layer_3(torch.sigmoid(net.layer_2(torch.relu(net.layer_1(torch.tanh(net.layer_0(x)))))))
-    )
+    expected = net.layer_4(net.layer_3(torch.sigmoid(net.layer_2(torch.relu(net.layer_1(torch.tanh(net.layer_0(x))))))))
     torch.testing.assert_close(net(x), expected)
     assert_batch_consistent(net, torch.randn(5, 4))
 

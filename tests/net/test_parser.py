@@ -58,9 +58,7 @@ def test_keywords_constants_and_indexing() -> None:
 
 
 def test_literals_and_negative_numbers() -> None:
-    net = parse(
-        "Clip(-1.5, 2) >> Clip(-act_length, obs_shape[1]) >> Apply('x * 2') >> Linear(3, 3, bias=True)"
-    )
+    net = parse("Clip(-1.5, 2) >> Clip(-act_length, obs_shape[1]) >> Apply('x * 2') >> Linear(3, 3, bias=True)")
     assert (net[0].lb, net[0].ub) == (-1.5, 2.0)
     assert (net[1].lb, net[1].ub) == (-2.0, 3.0)
     assert net[2].expr == "x * 2"
