@@ -45,12 +45,14 @@ class EvalResult:
         episodes: Episodes completed (environments only).
         interactions: Environment steps taken (environments only).
         obs_delta: Observation statistics collected, as a packed RunningStat buffer, or None.
+        seconds: Wall time the evaluating worker spent on these solutions (summed on merge).
     """
 
     fitness: np.ndarray
     episodes: int = 0
     interactions: int = 0
     obs_delta: np.ndarray | None = field(default=None, repr=False)
+    seconds: float = 0.0
 
     @classmethod
     def merge(cls, parts: Sequence[EvalResult]) -> EvalResult:
@@ -61,6 +63,7 @@ class EvalResult:
             episodes=sum(p.episodes for p in parts),
             interactions=sum(p.interactions for p in parts),
             obs_delta=np.sum(deltas, axis=0) if deltas else None,
+            seconds=sum(p.seconds for p in parts),
         )
 
 
@@ -346,6 +349,7 @@ class Problem:
         self._eval_position: tuple[int, int] | None = None  # (round, solution index) while evaluating
         self._eval_round = 0
         self.eval_seconds = 0.0  # wall time spent in evaluate(), for the results log
+        self.comm_seconds = 0.0  # the part of it not spent evaluating on the busiest worker
         self._runtime: Runtime | None = None
 
     # ----------------------------------------------------------------- helpers
@@ -544,7 +548,9 @@ class Problem:
         started = time.perf_counter()
         array = np.ascontiguousarray(as_numpy(values, self.wire_dtype))
         result = self.runtime.evaluate(array, self._eval_round)
-        self.eval_seconds += time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        self.eval_seconds += seconds
+        self.comm_seconds += max(0.0, seconds - self.runtime.compute_seconds)
         self._eval_round += 1
         self._apply_eval_result(result)
         return result.fitness

@@ -166,11 +166,13 @@ class Trainer:
         stop_reason = self._stop_reason(None)
         try:
             while stop_reason is None:
-                eval_before = self.problem.eval_seconds
+                before = self.problem.eval_seconds, self.problem.comm_seconds, time.perf_counter()
                 self.searcher.step()
+                step_time = time.perf_counter() - before[2]
                 self.generation += 1
                 elapsed = self._elapsed_before + time.monotonic() - started
-                row = self._row(elapsed, self.problem.eval_seconds - eval_before)
+                eval_time, comm_time = self.problem.eval_seconds - before[0], self.problem.comm_seconds - before[1]
+                row = self._row(elapsed, eval_time, comm_time, step_time - eval_time)
                 self.results.append(row)
                 self._log_best(row)
                 progress.update(row)
@@ -193,7 +195,7 @@ class Trainer:
         self._summary(stop_reason)
         return EXIT_OK
 
-    def _row(self, elapsed: float, eval_time: float) -> dict[str, float | int]:
+    def _row(self, elapsed: float, eval_time: float, comm_time: float, update_time: float) -> dict[str, float | int]:
         status = self.searcher.status
         stdev = status.get("stdev")
         center_eval = math.nan
@@ -213,7 +215,8 @@ class Trainer:
             "episode_count": self.problem.episode_count,
             "wall_time": elapsed,
             "eval_time": eval_time,
-            "comm_time": math.nan,
+            "comm_time": comm_time,
+            "update_time": update_time,
             "stdev_norm": float(torch.linalg.vector_norm(stdev.double())) if stdev is not None else math.nan,
         }
 

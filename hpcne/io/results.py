@@ -33,6 +33,7 @@ RESULT_COLUMNS: dict[str, str] = {
     "wall_time": "float64",
     "eval_time": "float64",
     "comm_time": "float64",
+    "update_time": "float64",
     "stdev_norm": "float64",
 }
 """The log columns written by the trainer (name -> numpy dtype); ``best_eval`` is the best so far."""

@@ -14,8 +14,9 @@ One evaluation round:
     dynamic: rank 0 sends (start, stop) and rows to a rank that asks; the rank replies
              [start, failed, episodes, interactions, has delta, obs delta | fitnesses]; rank 0 evaluates
              pieces itself between messages and merges the pieces in population order
-    all:     Allreduce [fitnesses | obs delta | episodes, interactions, deltas, failures, stop requests]
-             (each rank fills in its own rows' fitnesses, zeros elsewhere: the sum is exact)
+    all:     Allreduce [fitnesses | obs delta | episodes, interactions, deltas, failures, stop requests |
+             seconds each rank spent evaluating] (each rank fills in its own rows' fitnesses and its
+             own seconds, zeros elsewhere: the sum is exact)
 
 A failure travels as a flag in the Allreduce (and stops further dynamic pieces); the ranks
 then gather the failure texts to rank 0, which raises :class:`WorkerError`. Every round thus
@@ -90,6 +91,7 @@ class MPIRuntime:
         self.is_main = self.rank == 0
         self.num_workers = self.size
         self.stop_requested = False
+        self.compute_seconds = 0.0
         self._problem = problem
         self._closed = False
         self._in_round = False
@@ -283,25 +285,28 @@ class MPIRuntime:
 
     def _finish(self, n: int, first: int, local: EvalResult, failure: Failure | None) -> EvalResult | None:
         """Allreduce fitnesses and side effects; on failure raise on rank 0 (the other ranks get None)."""
-        size = n + self._state_len + _TAIL
-        if len(self._reduce) != size:
-            self._reduce = np.empty(size)
+        tail = n + self._state_len
+        if len(self._reduce) != tail + _TAIL + self.size:
+            self._reduce = np.empty(tail + _TAIL + self.size)
         buffer = self._reduce
         buffer[:] = 0.0
         buffer[first : first + len(local.fitness)] = local.fitness
-        stats = buffer[n : n + self._state_len]
+        stats = buffer[n:tail]
         if local.obs_delta is not None and failure is None:
             stats[:] = local.obs_delta
-        buffer[n + self._state_len :] = (
+        buffer[tail : tail + _TAIL] = (
             local.episodes,
             local.interactions,
             local.obs_delta is not None,
             failure is not None,
             signals.stop_requested(),
         )
+        seconds = buffer[tail + _TAIL :]
+        seconds[self.rank] = local.seconds
         self.comm.Allreduce(self._MPI.IN_PLACE, buffer, op=self._MPI.SUM)
-        episodes, interactions, deltas, failures, stops = buffer[n + self._state_len :]
+        episodes, interactions, deltas, failures, stops = buffer[tail : tail + _TAIL]
         self.stop_requested = bool(stops > 0)
+        self.compute_seconds = float(seconds.max())
         if failures:
             reports = self.comm.gather(failure, root=0)
             self._in_round = False
@@ -312,7 +317,8 @@ class MPIRuntime:
                 )
             return None
         self._in_round = False
-        return EvalResult(buffer[:n].copy(), int(episodes), int(interactions), stats.copy() if deltas else None)
+        delta = stats.copy() if deltas else None
+        return EvalResult(buffer[:n].copy(), int(episodes), int(interactions), delta, float(seconds.sum()))
 
     # ---------------------------------------------------------------- workers
     def _serve(self) -> None:
@@ -329,21 +335,27 @@ class MPIRuntime:
             if command == CMD_EVAL:
                 first, local, failure = self._scatter(None, eval_round, n)
             else:  # the pieces' fitnesses and side effects went to rank 0
-                first, local, failure = 0, EvalResult(np.empty(0)), self._work_dynamic(eval_round)
+                failure, seconds = self._work_dynamic(eval_round)
+                first, local = 0, EvalResult(np.empty(0), seconds=seconds)
             total = self._finish(n, first, local, failure)
             if total is not None:
                 p._eval_round = eval_round + 1
                 p._apply_eval_result(total)
 
-    def _work_dynamic(self, eval_round: int) -> Failure | None:
-        """Evaluate the pieces rank 0 sends until it sends 'no more work'; return the first failure."""
+    def _work_dynamic(self, eval_round: int) -> tuple[Failure | None, float]:
+        """Evaluate the pieces rank 0 sends until it sends 'no more work'.
+
+        Returns:
+            The first failure (or None) and the seconds spent evaluating.
+        """
         span = np.empty(2, np.int64)
         failure: Failure | None = None
+        seconds = 0.0
         while True:
             self.comm.Recv(span, source=0, tag=TAG_WORK)
             start, stop = int(span[0]), int(span[1])
             if start < 0:
-                return failure
+                return failure, seconds
             rows = self._receive_rows(stop - start)
             self.comm.Recv(rows, source=0, tag=TAG_WORK)
             result = evaluate_piece(self._problem, rows, start, eval_round)
@@ -358,6 +370,7 @@ class MPIRuntime:
                     message[4] = 1
                     message[_RESULT_HEAD : _RESULT_HEAD + self._state_len] = result.obs_delta
                 message[_RESULT_HEAD + self._state_len :] = result.fitness
+                seconds += result.seconds
             self.comm.Send(message, dest=0, tag=TAG_RESULT)
 
     # -------------------------------------------------------------- shutdown

@@ -72,7 +72,7 @@ def _serve(problem: Problem, conn: Connection, index: int) -> None:
         if isinstance(result, Failure):
             conn.send(("error", result.host, result.solution_index, result.traceback, None))
         else:
-            conn.send(("ok", result.fitness, result.episodes, result.interactions, result.obs_delta))
+            conn.send(("ok", result.fitness, result.episodes, result.interactions, result.obs_delta, result.seconds))
 
 
 class PoolRuntime:
@@ -95,6 +95,7 @@ class PoolRuntime:
         self._problem = problem
         self.num_workers = num_workers
         self.stop_requested = False
+        self.compute_seconds = 0.0
         ctx = mp.get_context("fork")
         self._conns: list[Connection] = []
         self._procs: list[mp.process.BaseProcess] = []
@@ -134,6 +135,7 @@ class PoolRuntime:
         results: dict[int, EvalResult] = {}
         busy: dict[int, tuple[int, int]] = {}  # worker -> (piece number, start row)
         idle = deque(range(self.num_workers))
+        work = [0.0] * self.num_workers  # evaluation seconds per worker
         while todo or busy:
             while todo and idle:
                 w = idle.popleft()
@@ -154,9 +156,11 @@ class PoolRuntime:
                     continue
                 if message[0] == "error":
                     raise self._reported(w, message)
-                _, fitness, episodes, interactions, delta = message
-                results[busy.pop(w)[0]] = EvalResult(fitness, episodes, interactions, delta)
+                _, fitness, episodes, interactions, delta, seconds = message
+                results[busy.pop(w)[0]] = EvalResult(fitness, episodes, interactions, delta, seconds)
+                work[w] += seconds
                 idle.append(w)
+        self.compute_seconds = max(work)
         self.stop_requested = signals.stop_requested()
         return EvalResult.merge([results[i] for i in sorted(results)])
 

@@ -6,6 +6,7 @@ import atexit
 import os
 import socket
 import sys
+import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -40,6 +41,9 @@ class Runtime(Protocol):
     is_main: bool
     num_workers: int
     stop_requested: bool
+    compute_seconds: float
+    """Evaluation time of the busiest worker in the last round; the rest of the round's wall time on
+    the coordinator is communication and coordination (the results file's ``comm_time``)."""
 
     def evaluate(self, values: np.ndarray, eval_round: int) -> EvalResult:
         """Evaluate the rows of ``values`` as round ``eval_round``; return the merged result."""
@@ -63,11 +67,14 @@ class SerialRuntime:
     def __init__(self, problem: Problem) -> None:
         self._problem = problem
         self.stop_requested = False
+        self.compute_seconds = 0.0
         self.devices = [place_problem(problem, env_local_rank() or 0, single_threaded=False)]
 
     def evaluate(self, values: np.ndarray, eval_round: int) -> EvalResult:
         """Evaluate all rows here."""
+        started = time.perf_counter()
         result = self._problem._evaluate_local(values, 0, eval_round)
+        self.compute_seconds = result.seconds = time.perf_counter() - started
         self.stop_requested = signals.stop_requested()
         return result
 

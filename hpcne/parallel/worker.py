@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 import traceback
 from dataclasses import dataclass
 
@@ -36,7 +37,10 @@ def evaluate_piece(problem: Problem, values: np.ndarray, start: int, eval_round:
     """
     if len(values) == 0:
         return EvalResult(np.empty(0))
+    started = time.perf_counter()
     try:
-        return problem._evaluate_local(values, start, eval_round)
+        result = problem._evaluate_local(values, start, eval_round)
     except Exception as err:
         return describe_exception(err)
+    result.seconds = time.perf_counter() - started
+    return result

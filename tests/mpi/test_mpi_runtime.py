@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import numpy as np
@@ -197,3 +198,22 @@ def test_ranks_use_the_gpus_of_their_node_round_robin(comm: Any, monkeypatch: py
     assert placed == [torch.device("cuda", comm.rank % 2)]  # all ranks share this node
     if comm.rank == 0:
         assert [d for _, d in devices] == [f"cuda:{r % 2}" for r in range(comm.size)]
+
+
+@pytest.mark.parametrize("split", ["static", "subbatch_size=3"])
+def test_every_rank_times_its_own_evaluation(comm: Any, split: str) -> None:
+    def fitness(x: torch.Tensor) -> float:
+        time.sleep(0.02)
+        return float(x.sum())
+
+    n = 3 * comm.size
+    problem = Problem("min", fitness, solution_length=2, seed=0, **SPLITS[split])
+
+    def evaluate(p: Problem) -> float:
+        p.evaluate_values(torch.zeros(n, 2))
+        return p.runtime.compute_seconds
+
+    compute = spmd(problem, evaluate)
+    if comm.rank == 0:
+        assert compute is not None and 3 * 0.02 <= compute < 3 * 0.02 + 1.0, compute
+        assert 0.0 <= problem.comm_seconds == pytest.approx(problem.eval_seconds - compute)

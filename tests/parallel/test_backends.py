@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 import torch
@@ -118,5 +119,30 @@ def test_pool_workers_compute_on_one_thread_in_a_session_of_their_own() -> None:
     problem = Problem("max", fitness, solution_length=1, seed=0, num_actors=2)
     try:
         assert problem.evaluate_values(torch.zeros(4, 1)).tolist() == [11.0] * 4
+    finally:
+        problem.kill_actors()
+
+
+def sleepy_problem(**kwargs: object) -> Problem:
+    """Each solution takes 20 ms of evaluation, so the busiest worker's time is known."""
+
+    def fitness(x: torch.Tensor) -> float:
+        time.sleep(0.02)
+        return float(x.sum())
+
+    return Problem("min", fitness, solution_length=3, seed=0, **kwargs)
+
+
+@pytest.mark.parametrize(("num_actors", "busiest"), [(None, 8), (2, 4)])
+def test_communication_time_is_evaluation_time_beyond_the_busiest_worker(num_actors: int | None, busiest: int) -> None:
+    problem = sleepy_problem(num_actors=num_actors)
+    try:
+        _ = problem.runtime  # start the workers outside the timed evaluation
+        problem.evaluate_values(torch.zeros(8, 3))
+        compute = problem.runtime.compute_seconds
+        assert busiest * 0.02 <= compute < busiest * 0.02 + 0.5
+        assert problem.eval_seconds >= compute
+        assert problem.comm_seconds == pytest.approx(problem.eval_seconds - compute)
+        assert problem.comm_seconds < 0.5
     finally:
         problem.kill_actors()

@@ -42,7 +42,7 @@ workers may differ from serial ones in the last bits."""
 TINY_OBS_NORM = [*TINY, "--obs-norm"]
 """The tiny run with observation normalization (the last flag wins)."""
 
-TIMING_COLUMNS = ("wall_time", "eval_time", "comm_time")
+TIMING_COLUMNS = ("wall_time", "eval_time", "comm_time", "update_time")
 """Result columns that measure time and so differ between otherwise identical runs."""
 
 MPIEXEC_TIMEOUT = 120  # the launcher kills a hung MPI job after this many seconds
