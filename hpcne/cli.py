@@ -124,6 +124,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if failure is not None:
         raise failure
     assert config is not None
+    ranks = 1 if comm is None else comm.Get_size()
+    if config.backend in ("serial", "pool") and ranks > 1:
+        if rank != 0:
+            return EXIT_OK  # rank 0 reports the error and sets the job's exit status
+        raise ConfigError(
+            f"backend {config.backend!r} was asked for, but this command runs as {ranks} MPI ranks: every rank "
+            f"would train the same run on its own. Use --backend mpi (or leave it out) under mpiexec/srun, or "
+            f"launch a single process for the {config.backend} backend."
+        )
     use_backend(config.backend)
     signals.install_stop_handlers()
     problem, error = None, None

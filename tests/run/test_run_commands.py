@@ -180,6 +180,17 @@ def test_a_config_error_under_mpi_ends_every_rank(cli: Cli, tmp_path: Path) -> N
     assert "TIMED OUT" not in done.output and "Traceback" not in done.output
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["serial", "pool"])
+def test_a_local_backend_under_a_multi_rank_launch_is_refused(cli: Cli, tmp_path: Path, backend: str) -> None:
+    """Every rank would otherwise train the same run on its own, writing the same files."""
+    done = cli.run(["train", *TINY, "--backend", backend, "--run-dir", tmp_path / "run"], ranks=2, timeout=90)
+    assert done.returncode == 2, done.output
+    assert done.stderr.count(f"hpcne: error: backend {backend!r} was asked for, but this command runs as 2 MPI") == 1
+    assert "TIMED OUT" not in done.output and "Traceback" not in done.output
+    assert not (tmp_path / "run").exists()
+
+
 def test_resume_of_a_directory_without_checkpoints_is_a_clear_error(in_process, tmp_path: Path) -> None:
     status, _out, err = in_process(["resume", tmp_path])
     assert status == 2
