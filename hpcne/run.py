@@ -133,6 +133,9 @@ class Trainer:
         )
         self.results.truncate(self.generation)
         self._best_logged = math.nan if checkpoint is None else float(checkpoint.state["trainer"]["best_logged"])
+        self._best_record: dict[str, Any] = {} if checkpoint is None else checkpoint.state["trainer"].get("best", {})
+        if self._best_record:  # a best found after the checkpoint was discarded with its generations
+            self.results.update_best(**self._best_record)
         self.resumed_from = checkpoint
 
     def _restore(self, checkpoint: Checkpoint) -> None:
@@ -235,15 +238,16 @@ class Trainer:
         if not math.isnan(self._best_logged) and row["best_eval"] <= self._best_logged:
             return
         self._best_logged = row["best_eval"]
+        record = {
+            "values": self.searcher.status["best"].values.detach().cpu().numpy(),
+            "eval": row["best_eval"],
+            "generation": self.generation,
+        }
         stats = self.problem._obs_stats
-        self.results.update_best(
-            self.searcher.status["best"].values.detach().cpu().numpy(),
-            row["best_eval"],
-            self.generation,
-            obs_mean=None if stats is None else stats.mean,
-            obs_stdev=None if stats is None else stats.stdev,
-            obs_count=None if stats is None else stats.count,
-        )
+        if stats is not None:
+            record |= {"obs_mean": stats.mean, "obs_stdev": stats.stdev, "obs_count": stats.count}
+        self._best_record = record  # also in each checkpoint, so that a resume can restore /best
+        self.results.update_best(**record)
 
     def _stop_reason(self, row: dict[str, Any] | None) -> str | None:
         cfg = self.config
@@ -262,7 +266,12 @@ class Trainer:
     def _checkpoint(self, elapsed: float) -> None:
         state = {
             "searcher": self.searcher.state_dict(),
-            "trainer": {"generation": self.generation, "elapsed": elapsed, "best_logged": self._best_logged},
+            "trainer": {
+                "generation": self.generation,
+                "elapsed": elapsed,
+                "best_logged": self._best_logged,
+                "best": self._best_record,
+            },
         }
         attrs = {"config": self.config.to_json(), **{f"version_{k}": v for k, v in versions().items()}}
         self.checkpoints.save(self.generation, state, attrs)

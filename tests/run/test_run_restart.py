@@ -8,8 +8,14 @@ import signal
 import time
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
-from run_helpers import GENERATIONS, TINY, TINY_OBS_NORM, Cli, Running, assert_same_run
+from run_helpers import GENERATIONS, TINY, TINY_OBS_NORM, Cli, Running, assert_same_run, copy_run
+
+from hpcne.config import RunConfig
+from hpcne.io.checkpoint import CheckpointManager
+from hpcne.run import Trainer, build_problem
 
 
 def kill_point(name: str) -> int:
@@ -62,3 +68,27 @@ def test_sigkill_under_mpi_then_resume_under_mpi_matches_the_serial_run(
     args = ["train", *TINY, "--run-dir", run_dir]
     kill_after_rows(cli.start(args, ranks=2), run_dir, kill_point("mpi"))
     check_resume(cli, args, run_dir, baseline, ranks=2)
+
+
+def test_resume_restores_the_best_solution_of_the_checkpoint(baseline_obs_norm: Path, tmp_path: Path) -> None:
+    """A best found in generations after the checkpoint is discarded with them (else /best could show a
+    solution, or statistics, from a generation that the results table no longer holds)."""
+    run_dir = copy_run(baseline_obs_norm, tmp_path / "run")
+    *_, kept, _, _ = sorted((run_dir / "checkpoints").glob("ckpt-*.h5"))
+    for newer in sorted((run_dir / "checkpoints").glob("ckpt-*.h5")):
+        if newer.name > kept.name:
+            newer.unlink()
+    with h5py.File(run_dir / "results.h5", "r+") as f:  # as if a better solution came after the checkpoint
+        f["best/values"][...] = 0.0
+        f["best/generation"][()] = GENERATIONS
+    checkpoint = CheckpointManager(run_dir / "checkpoints").load_latest()
+    assert checkpoint is not None and checkpoint.generation < GENERATIONS
+    config = RunConfig.from_json(checkpoint.attrs["config"])
+    Trainer(config, build_problem(config), run_dir).results.close()
+    record = checkpoint.state["trainer"]["best"]
+    assert set(record) == {"values", "eval", "generation", "obs_mean", "obs_stdev", "obs_count"}
+    assert record["generation"] <= checkpoint.generation
+    with h5py.File(run_dir / "results.h5", "r") as f:
+        for name, value in record.items():
+            assert np.array_equal(np.ravel(f["best"][name][()]), np.ravel(value)), f"/best/{name} not restored"
+        assert len(f["log/generation"]) == checkpoint.generation
