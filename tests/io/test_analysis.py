@@ -90,3 +90,12 @@ def test_plot_several_runs_and_groups(tmp_path: Path) -> None:
     _assert_png(plot_learning_curves(runs, tmp_path / "grouped.png", group_by="algorithm"))
     with pytest.raises(ValueError, match="Cannot group run 'seed0' by 'unknown'"):
         plot_learning_curves(runs, tmp_path / "bad.png", group_by="unknown")
+
+
+def test_hpcne_analysis_is_the_public_path_of_the_analysis_functions() -> None:
+    import hpcne.analysis
+    import hpcne.io.analysis
+
+    for name in hpcne.analysis.__all__:
+        assert getattr(hpcne.analysis, name) is getattr(hpcne.io.analysis, name)
+    assert set(hpcne.analysis.__all__) == set(hpcne.io.analysis.__all__)
