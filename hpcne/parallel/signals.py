@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterable
 
@@ -16,17 +18,26 @@ __all__ = [
 ]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+_FIRST_CTRL_C = b"\nhpcne: stopping after this generation, with a checkpoint (Ctrl-C again: stop at once)\n"
 _event = threading.Event()
 _received: list[int] = []
 
 
 def _handler(signum: int, _frame: object) -> None:
+    if signum == signal.SIGINT and signal.SIGINT in _received:
+        raise KeyboardInterrupt  # Ctrl-C twice: stop now, abandoning the generation (the last checkpoint stays)
     _received.append(signum)
     _event.set()
+    if signum == signal.SIGINT and sys.stderr is not None and sys.stderr.isatty():
+        os.write(2, _FIRST_CTRL_C)
 
 
 def install_stop_handlers(signals: Iterable[int] = STOP_SIGNALS) -> None:
-    """Make the given signals request a stop instead of killing the process (main thread only)."""
+    """Make the given signals request a stop instead of killing the process (main thread only).
+
+    A second SIGINT (Ctrl-C pressed twice) raises KeyboardInterrupt: the generation in progress is
+    abandoned and the run ends at once; the last checkpoint written stays valid.
+    """
     for sig in signals:
         signal.signal(sig, _handler)
 

@@ -82,3 +82,28 @@ def test_every_stop_signal_checkpoints_and_the_resumed_run_is_exact(cli: Cli, ba
     assert done.returncode == 0, done.output
     assert f"resuming {run_dir} from generation {generation}" in done.stdout, done.output
     assert_same_run(run_dir, baseline)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["serial", "pool"])
+def test_ctrl_c_twice_stops_at_once_and_keeps_the_last_checkpoint(cli: Cli, tmp_path: Path, backend: str) -> None:
+    run_dir = tmp_path / "run"
+    slow = ["--env", "Pendulum-v1", "--popsize", "200", "--episode-length", "200"]  # about a second per generation
+    workers = ["--workers", "1" if backend == "serial" else "2"]
+    running = cli.start(["train", *TINY, *slow, *workers, "--run-dir", run_dir])
+    running.wait_rows(run_dir, 1)
+    running.send(signal.SIGINT, group=True)
+    time.sleep(0.1)
+    running.send(signal.SIGINT, group=True)
+    started = time.monotonic()
+    done = running.wait()
+    assert done.returncode == 130, done.output
+    assert time.monotonic() - started < 10, done.output
+    assert "hpcne: interrupted" in done.stderr and "Traceback" not in done.stderr, done.output
+    assert "checkpoint written" not in done.stdout, done.output
+    record = load_run(run_dir)
+    rows = record.table["generation"].tolist()
+    assert rows == list(range(1, len(rows) + 1)), done.output
+    # the second Ctrl-C may land between a generation's row and its checkpoint: a resume drops that row
+    assert rows[-1] - 1 <= record.checkpoint_generation <= rows[-1], done.output
+    assert not running.process_tree()[1:], "pool workers outlived the run"
