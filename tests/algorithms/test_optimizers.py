@@ -89,3 +89,11 @@ def test_make_optimizer_names_classes_and_config() -> None:
 def test_bad_arguments(call: Callable[[], object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_optimizers_are_importable_at_evotorchs_module_path() -> None:
+    import hpcne.algorithms.optimizers
+    import hpcne.optimizers
+
+    for name in hpcne.optimizers.__all__:
+        assert getattr(hpcne.optimizers, name) is getattr(hpcne.algorithms.optimizers, name)

@@ -1,0 +1,5 @@
+"""Center optimizers, at EvoTorch's module path (``evotorch.optimizers`` → ``hpcne.optimizers``)."""
+
+from hpcne.algorithms.optimizers import SGD, Adam, CenterOptimizer, ClipUp, make_optimizer
+
+__all__ = ["SGD", "Adam", "CenterOptimizer", "ClipUp", "make_optimizer"]
