@@ -34,6 +34,7 @@ _TRAIN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--workers", {"help": "'max', a number, or 1 for in-process (ignored under MPI)"}),
     ("--backend", {"choices": ["serial", "pool", "mpi"]}),
     ("--rollout-batch-size", {"type": int}),
+    ("--policy-backend", {"help": "auto, numpy, torch, vmap or loop: how workers batch policy forwards"}),
     ("--eval-center-every", {"type": int}),
     ("--log-interval", {"type": int}),
 ]

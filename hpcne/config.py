@@ -60,6 +60,7 @@ class RunConfig:
         alive_bonus_schedule: ``[t, b]`` or ``[t0, t1, b]`` (see GymNE).
         action_noise_stdev: Gaussian noise on continuous actions during training.
         rollout_batch_size: Environments stepped side by side per worker (None: automatic).
+        policy_backend: How workers batch the policy forwards: auto, numpy, torch, vmap or loop (see GymNE).
         algo: Search algorithm: pgpe, snes, xnes, cem, cmaes, ga.
         algo_options: Keyword arguments of the algorithm (popsize, learning rates, ...).
         popsize: Shortcut for ``algo_options["popsize"]``.
@@ -89,6 +90,7 @@ class RunConfig:
     alive_bonus_schedule: list[float] | None = None
     action_noise_stdev: float | None = None
     rollout_batch_size: int | None = None
+    policy_backend: str = "auto"
     algo: str = "pgpe"
     algo_options: dict[str, Any] = field(default_factory=dict)
     popsize: int | None = None
@@ -135,6 +137,12 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"{name} must be a positive integer or unset; got {value!r}.")
+        from hpcne.neuroevolution.policies import POLICY_BACKENDS
+
+        if self.policy_backend not in POLICY_BACKENDS:
+            raise ConfigError(
+                f"policy_backend must be one of {', '.join(POLICY_BACKENDS)}; got {self.policy_backend!r}."
+            )
         if not isinstance(self.eval_center_every, int) or self.eval_center_every < 0:
             raise ConfigError(
                 f"eval_center_every must be 0 (never) or a positive integer; got {self.eval_center_every!r}."

@@ -72,6 +72,7 @@ def build_problem(config: RunConfig) -> GymNE:
         subbatch_size=config.subbatch_size,
         seed=config.seed,
         rollout_batch_size=config.rollout_batch_size,
+        policy_backend=config.policy_backend,
     )
 
 

@@ -13,9 +13,14 @@ ratio hpcne/bare is taken within each repeat; the table shows medians over ``--r
 wall-clock time and for the CPU time of this process. Every repeat goes to the CSV file given
 by ``--out``.
 
+With ``--backends numpy,torch,vmap,loop`` the cases are instead CartPole-v1 and HalfCheetah-v5
+with the seed MLP ``Linear(obs_length, 64) >> Tanh() >> Linear(64, act_length)`` and the default
+``rollout_batch_size``, once per GymNE ``policy_backend`` named.
+
 Usage::
 
     python scripts/bench_rollout.py --out bench_rollout.csv [--repeats 5] [--chunks 4] [--quick]
+    python scripts/bench_rollout.py --out bench_backends.csv --backends numpy,torch,vmap,loop
 """
 
 from __future__ import annotations
@@ -37,9 +42,11 @@ import gymnasium as gym  # noqa: E402
 import torch  # noqa: E402
 
 from hpcne.neuroevolution import GymNE  # noqa: E402
+from hpcne.neuroevolution.policies import POLICY_BACKENDS  # noqa: E402
 
 CARTPOLE_NET = "Linear(obs_length, 16) >> Tanh() >> Linear(16, act_length)"
 CHEETAH_NET = "Linear(obs_length, 64) >> Tanh() >> Linear(64, 64) >> Tanh() >> Linear(64, act_length)"
+SEED_NET = "Linear(obs_length, 64) >> Tanh() >> Linear(64, act_length)"  # the seed documents' MLP
 
 
 @dataclass(frozen=True)
@@ -52,12 +59,14 @@ class Case:
     episode_length: int | None
     rollout_batch_size: int | None
     bare_steps: int  # per bare chunk (two chunks per evaluation)
+    policy_backend: str = "auto"
 
     @property
     def label(self) -> str:
         """Human-readable name."""
         rbs = "auto" if self.rollout_batch_size is None else str(self.rollout_batch_size)
-        return f"{self.env_id} popsize={self.popsize} rollout_batch_size={rbs}"
+        backend = "" if self.policy_backend == "auto" else f" policy_backend={self.policy_backend}"
+        return f"{self.env_id} popsize={self.popsize} rollout_batch_size={rbs}{backend}"
 
 
 @dataclass
@@ -85,6 +94,19 @@ def cases(quick: bool) -> list[Case]:
         Case("CartPole-v1", CARTPOLE_NET, 200 // scale, None, 1, 2_000 // scale),
         Case("HalfCheetah-v5", CHEETAH_NET, 20 // scale, 1000, None, 10_000 // scale),
         Case("HalfCheetah-v5", CHEETAH_NET, 20 // scale, 1000, 4, 10_000 // scale),
+    ]
+
+
+def backend_cases(quick: bool, backends: list[str]) -> list[Case]:
+    """The seed MLP on CartPole-v1 and HalfCheetah-v5, once per policy backend."""
+    scale = 4 if quick else 1
+    return [
+        case
+        for backend in backends
+        for case in (
+            Case("CartPole-v1", SEED_NET, 200 // scale, None, None, 2_000 // scale, backend),
+            Case("HalfCheetah-v5", SEED_NET, 20 // scale, 1000, None, 10_000 // scale, backend),
+        )
     ]
 
 
@@ -121,6 +143,7 @@ class Evolving:
             seed=0,
             episode_length=case.episode_length,
             rollout_batch_size=case.rollout_batch_size,
+            policy_backend=case.policy_backend,
         )
         generator = torch.Generator().manual_seed(0)
         self.values = torch.randn((case.popsize, self.problem.solution_length), generator=generator)
@@ -145,10 +168,23 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=4, help="evaluations per repeat, each between bare chunks")
     parser.add_argument("--quick", action="store_true", help="smaller populations and loops, for a smoke test")
     parser.add_argument("--only", help="run only the cases whose label contains this text, e.g. HalfCheetah")
+    parser.add_argument(
+        "--backends",
+        help=f"compare GymNE policy backends ({', '.join(POLICY_BACKENDS)}; comma-separated) on the seed MLP",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    all_cases = [case for case in cases(args.quick) if args.only is None or args.only in case.label]
+    if args.backends:
+        backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+        unknown = [b for b in backends if b not in POLICY_BACKENDS]
+        if unknown or not backends:
+            parser.error(f"--backends takes names among {', '.join(POLICY_BACKENDS)}; got {args.backends!r}")
+        chosen = backend_cases(args.quick, backends)
+        chosen.sort(key=lambda case: case.env_id)  # one table block per environment
+    else:
+        chosen = cases(args.quick)
+    all_cases = [case for case in chosen if args.only is None or args.only in case.label]
     bares = {case.env_id: Bare(case.env_id) for case in all_cases}
     evolving = {case: Evolving(case) for case in all_cases}
     for case in all_cases:  # warm up: environments, policy buffers, caches
@@ -168,6 +204,8 @@ def main() -> None:
                 "env": case.env_id,
                 "popsize": case.popsize,
                 "rollout_batch_size": case.rollout_batch_size or "auto",
+                "policy_backend": case.policy_backend,
+                "network": case.network,
                 "repeat": repeat,
                 "bare_steps": bare.steps,
                 "hpcne_steps": ours.steps,
@@ -194,8 +232,9 @@ def main() -> None:
         writer.writeheader()
         writer.writerows(rows)
 
+    width = max(50, *(len(case.label) for case in all_cases))
     header = (
-        f"{'case':<50} {'bare steps/s':>13} {'hpcne steps/s':>14} {'hpcne/bare':>11} {'(CPU time)':>11} "
+        f"{'case':<{width}} {'bare steps/s':>13} {'hpcne steps/s':>14} {'hpcne/bare':>11} {'(CPU time)':>11} "
         f"{'episode length bare/hpcne':>26}"
     )
     print(f"\nMedians over {args.repeats} repeats (single core):\n{header}\n{'-' * len(header)}")
@@ -207,7 +246,7 @@ def main() -> None:
 
         lengths = f"{median('bare_mean_episode_length'):.0f} / {median('hpcne_mean_episode_length'):.0f}"
         print(
-            f"{case.label:<50} {median('bare_steps_per_s'):>13,.0f} {median('hpcne_steps_per_s'):>14,.0f} "
+            f"{case.label:<{width}} {median('bare_steps_per_s'):>13,.0f} {median('hpcne_steps_per_s'):>14,.0f} "
             f"{median('ratio'):>10.0%} {median('cpu_ratio'):>10.0%} {lengths:>26}"
         )
     print(f"\nAll measurements: {args.out}")

@@ -17,7 +17,7 @@ from torch import nn
 from hpcne.core import STREAM_EVALUATION, EvalResult, Solution
 from hpcne.neuroevolution.neproblem import NEProblem, NetworkSpec
 from hpcne.neuroevolution.net import ActClipLayer, ObsNormLayer, RunningStat
-from hpcne.neuroevolution.policies import ModuleLoop, make_batched_policy
+from hpcne.neuroevolution.policies import POLICY_BACKENDS, ModuleLoop, make_batched_policy
 from hpcne.neuroevolution.rollout import EpisodeSettings, RolloutResult, run_lockstep
 from hpcne.seeding import derive_seed, generator_for
 from hpcne.tools import as_numpy
@@ -86,6 +86,7 @@ class GymNE(NEProblem):
         seed: int | None = None,
         device: torch.device | str | None = None,
         rollout_batch_size: int | None = None,
+        policy_backend: str = "auto",
     ) -> None:
         """Create the problem; the environment's spaces and the network are checked here.
 
@@ -114,7 +115,19 @@ class GymNE(NEProblem):
             seed: Run seed; reset seeds and action noise derive from it.
             device: Device of the policy networks.
             rollout_batch_size: Environments stepped side by side per worker (1 = one solution
-                at a time; None = automatic, up to 32). Results do not depend on it.
+                at a time; None = automatic, up to 32). Results do not depend on it (bit for bit
+                with the ``"numpy"`` and ``"loop"`` policy backends, which ``"auto"`` picks on the CPU).
+            policy_backend: How a worker computes the actions of its ``rollout_batch_size``
+                policies at each step: ``"numpy"`` (Linear/activation networks, numpy on the
+                CPU), ``"torch"`` (Linear/activation networks, batched matrix products on the
+                network's device), ``"vmap"`` (any module ``torch.func.vmap`` can batch,
+                including hpcne's RNN/LSTM layers, on the network's device), ``"loop"`` (any
+                module, one copy per slot) or ``"auto"`` (default): on the CPU ``"numpy"`` when
+                the network allows it, else ``"loop"``; on a CUDA device (``device`` or the one
+                the runtime maps to the worker) ``"torch"``, else ``"vmap"`` when the network
+                passes its probe, else ``"loop"``. ``"numpy"`` and ``"loop"`` give the same bits
+                for every ``rollout_batch_size``; ``"torch"`` and ``"vmap"`` agree with them up
+                to float32 rounding only (see hpcne/neuroevolution/policies.py).
         """
         if env is not None and env_name is not None:
             raise ValueError("Give the environment once: either env or env_name, not both.")
@@ -137,6 +150,9 @@ class GymNE(NEProblem):
             isinstance(rollout_batch_size, bool) or not isinstance(rollout_batch_size, int) or rollout_batch_size < 1
         ):
             raise ValueError(f"rollout_batch_size must be a positive int or None; got {rollout_batch_size!r}.")
+        if policy_backend not in POLICY_BACKENDS:
+            choices = ", ".join(repr(k) for k in POLICY_BACKENDS)
+            raise ValueError(f"policy_backend must be one of {choices}; got {policy_backend!r}.")
         if action_noise_stdev is not None and not action_noise_stdev >= 0:
             raise ValueError(f"action_noise_stdev must be >= 0 or None; got {action_noise_stdev!r}.")
 
@@ -149,6 +165,7 @@ class GymNE(NEProblem):
         self._alive_bonus_schedule = _check_schedule(alive_bonus_schedule)
         self._action_noise_stdev = None if not action_noise_stdev else float(action_noise_stdev)
         self._rollout_batch_size = rollout_batch_size
+        self._policy_backend = policy_backend
         self._env: gym.Env | None = None
         self._slot_envs: list[gym.Env] = []
         self._policy_cache: dict[int, Any] = {}
@@ -213,6 +230,11 @@ class GymNE(NEProblem):
                 f"action space {self._act_space} needs {self._act_length}. Use act_length in the network "
                 "string, e.g. 'Linear(obs_length, 64) >> Tanh() >> Linear(64, act_length)'."
             )
+        if self._policy_backend != "auto":  # an explicit backend must handle the network: say so now, not on a worker
+            try:
+                make_batched_policy(net, 1, kind=self._policy_backend, obs_length=self._obs_length)
+            except ValueError as err:
+                raise ValueError(f"policy_backend={self._policy_backend!r}: {err}") from err
 
     # -------------------------------------------------------------- constants
     @property
@@ -299,7 +321,9 @@ class GymNE(NEProblem):
         slots = min(n_jobs, self._rollout_batch_size or AUTO_ROLLOUT_BATCH)
         policy = self._policy_cache.get(slots)
         if policy is None:
-            policy = self._policy_cache[slots] = make_batched_policy(self.network, slots)
+            policy = self._policy_cache[slots] = make_batched_policy(
+                self.network, slots, kind=self._policy_backend, obs_length=self._obs_length
+            )
         mean, stdev = self._frozen_stats()
         seed = self.seed
         result = run_lockstep(

@@ -3,23 +3,33 @@
 A :class:`BatchedPolicy` has ``slots``; each slot holds one solution's parameters. The rollout
 engine loads a solution into a slot when the slot starts its episodes and calls the policy
 once per environment step on a ``(slots, obs_length)`` array, naming the rows it needs (the
-busy slots). A row's output depends only on that row's parameters and observation, so a
-solution gets the same actions whether it shares the call with 63 others or runs alone: this
-is what makes batched and per-solution evaluation give identical fitnesses.
+busy slots). A row's output depends only on that row's parameters and observation.
 
-Two implementations:
+Four implementations (the *policy backends*, chosen by :func:`make_batched_policy`):
 
-- :class:`NumpyMLP` — for ``Linear``/element-wise-activation stacks (the usual policies); one
-  stacked ``matmul`` per layer on numpy float32 arrays, no torch dispatch per step; with only
-  a few busy rows, one ``dot`` per row and layer instead.
-- :class:`ModuleLoop` — any ``nn.Module``: one module copy per slot, called in turn.
+- :class:`NumpyMLP` (``"numpy"``) — ``Linear``/element-wise-activation stacks (the usual
+  policies); one stacked ``matmul`` per layer on numpy float32 arrays, no torch dispatch per
+  step; with only a few busy rows, one ``dot`` per row and layer instead. Always on the CPU.
+- :class:`TorchMLP` (``"torch"``) — the same stacks in torch on the network's device: one
+  ``baddbmm`` per layer over weights stacked on the device. The fast case on a GPU.
+- :class:`VmapPolicy` (``"vmap"``) — any module that :func:`torch.func.vmap` can batch:
+  ``functional_call`` over parameters stacked on the network's device, with the hidden state of
+  hpcne's ``RNN``/``LSTM`` layers carried per slot. A probe at construction checks that the
+  module batches and agrees with its per-row forward.
+- :class:`ModuleLoop` (``"loop"``) — any ``nn.Module``: one module copy per slot, called in turn.
+
+Exactness. ``numpy`` and ``loop`` compute each row with the same kernels whatever the number of
+slots, so fitnesses do not depend on ``rollout_batch_size`` (bit for bit). ``torch`` and ``vmap``
+use batched kernels (``bmm``) whose float32 sums are not bitwise equal to the per-row forward
+(float32 rounding differences), so :func:`make_batched_policy` picks them automatically only on
+CUDA devices, where no backend is bitwise reproducible against the CPU anyway.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -28,7 +38,24 @@ from torch import nn
 from hpcne.neuroevolution.net import layers as hl
 from hpcne.neuroevolution.net import reset_module_state
 
-__all__ = ["BatchedPolicy", "ModuleLoop", "NumpyMLP", "make_batched_policy"]
+__all__ = [
+    "POLICY_BACKENDS",
+    "BatchedPolicy",
+    "ModuleLoop",
+    "NotBatchable",
+    "NumpyMLP",
+    "TorchMLP",
+    "VmapPolicy",
+    "choose_policy_backend",
+    "make_batched_policy",
+]
+
+POLICY_BACKENDS = ("auto", "numpy", "torch", "vmap", "loop")
+_ACTIVATION_TYPES = (nn.Tanh, nn.ReLU, nn.Sigmoid, nn.Identity, nn.Hardtanh, hl.Clip)
+
+
+class NotBatchable(ValueError):
+    """The network cannot be evaluated by the requested batched backend (the message says why)."""
 
 
 class BatchedPolicy(Protocol):
@@ -82,6 +109,44 @@ def _activation(module: nn.Module) -> Callable[[np.ndarray], np.ndarray] | None:
     return None
 
 
+def _torch_activation(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The in-place torch equivalent of one of the element-wise activations of :func:`_mlp_layers`."""
+    if isinstance(module, nn.Tanh):
+        return torch.Tensor.tanh_
+    if isinstance(module, nn.ReLU):
+        return torch.Tensor.relu_
+    if isinstance(module, nn.Sigmoid):
+        return torch.Tensor.sigmoid_
+    if isinstance(module, nn.Hardtanh):
+        lo, hi = float(module.min_val), float(module.max_val)
+        return lambda x: x.clamp_(lo, hi)
+    if isinstance(module, hl.Clip):
+        lo, hi = module.lb, module.ub
+        return lambda x: x.clamp_(lo, hi)
+    return lambda x: x  # nn.Identity
+
+
+def _mlp_layers(net: nn.Module) -> list[tuple[str, Any]] | None:
+    """``("linear", (out, in, bias, offset))`` and ``("act", module)`` entries of a Linear/activation stack.
+
+    None if ``net`` is anything else (another layer, parameters outside the Linear layers, no Linear).
+    """
+    modules = list(net) if isinstance(net, nn.Sequential) else [net]
+    layers: list[tuple[str, Any]] = []
+    offset = 0
+    for m in modules:
+        if isinstance(m, nn.Linear):
+            layers.append(("linear", (m.out_features, m.in_features, m.bias is not None, offset)))
+            offset += m.weight.numel() + (0 if m.bias is None else m.bias.numel())
+        elif isinstance(m, _ACTIVATION_TYPES) and not any(True for _ in m.parameters()):
+            layers.append(("act", m))
+        else:
+            return None
+    if offset != sum(p.numel() for p in net.parameters()) or not any(k == "linear" for k, _ in layers):
+        return None
+    return layers
+
+
 class NumpyMLP:
     """A stack of Linear layers and element-wise activations, evaluated with numpy.
 
@@ -116,20 +181,10 @@ class NumpyMLP:
     @classmethod
     def plan_for(cls, net: nn.Module) -> list[tuple[str, object]] | None:
         """Return the layer plan of ``net`` if it is a Linear/activation stack, else None."""
-        modules = list(net) if isinstance(net, nn.Sequential) else [net]
-        plan: list[tuple[str, object]] = []
-        offset = 0
-        for m in modules:
-            if isinstance(m, nn.Linear):
-                plan.append(("linear", (m.out_features, m.in_features, m.bias is not None, offset)))
-                offset += m.weight.numel() + (0 if m.bias is None else m.bias.numel())
-            elif (fn := _activation(m)) is not None and not any(True for _ in m.parameters()):
-                plan.append(("act", fn))
-            else:
-                return None
-        if offset != sum(p.numel() for p in net.parameters()) or not any(k == "linear" for k, _ in plan):
+        layers = _mlp_layers(net)
+        if layers is None:
             return None
-        return plan
+        return [(kind, spec if kind == "linear" else _activation(spec)) for kind, spec in layers]  # type: ignore[arg-type]
 
     def load(self, slot: int, params: np.ndarray) -> None:
         """Copy the parameter vector into the slot's weight matrices."""
@@ -219,25 +274,298 @@ class ModuleLoop:
         return result
 
 
-def make_batched_policy(net: nn.Module, slots: int, *, kind: str = "auto") -> BatchedPolicy:
-    """Choose the fastest exact batched implementation for ``net``.
+def _device_of(net: nn.Module) -> torch.device:
+    """The device of the network's first parameter (the CPU for a network without any)."""
+    return next((p.device for p in net.parameters()), torch.device("cpu"))
+
+
+def _to_numpy(out: torch.Tensor) -> np.ndarray:
+    """A float32 ``(slots, n)`` numpy array of a policy output; one device-to-host copy on a GPU."""
+    return out.to(dtype=torch.float32, device="cpu").numpy()
+
+
+class TorchMLP:
+    """A stack of Linear layers and element-wise activations in torch, on the network's device.
+
+    The weights of all slots are stacked on the device, ``(slots, out, in)`` per layer; a call
+    uploads the observations as one array, runs one ``baddbmm`` (``bmm`` without bias) per
+    layer into buffers allocated once and in-place activations, and brings the actions back as
+    one array. All rows are computed every call (fixed shapes, which suit a GPU); the rows of
+    finished episodes are simply not used. Rows agree with the per-row forward up to float32
+    rounding, not bit for bit.
+    """
+
+    def __init__(self, plan: list[tuple[str, Any]], slots: int, device: torch.device | str = "cpu") -> None:
+        self.slots = slots
+        self.device = torch.device(device)
+        self._plan = plan  # ("linear", (out, in, bias, offset)) or ("act", in-place torch fn)
+        self._steps: list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor] | Callable] = []
+        self._linears: list[tuple[torch.Tensor, torch.Tensor | None, int, int, int]] = []
+        for kind, spec in plan:
+            if kind == "linear":
+                out_f, in_f, bias, offset = spec
+                weight = torch.zeros((slots, out_f, in_f), device=self.device)
+                b = torch.zeros((slots, out_f, 1), device=self.device) if bias else None
+                self._steps.append((weight, b, torch.zeros((slots, out_f, 1), device=self.device)))
+                self._linears.append((weight, b, out_f, in_f, offset))
+            else:
+                self._steps.append(spec)
+        self._copy_input = plan[0][0] != "linear" and self.device.type == "cpu"  # never change the caller's array
+
+    @classmethod
+    def plan_for(cls, net: nn.Module) -> list[tuple[str, Any]] | None:
+        """Return the layer plan of ``net`` if it is a Linear/activation stack, else None."""
+        layers = _mlp_layers(net)
+        if layers is None:
+            return None
+        return [(kind, spec if kind == "linear" else _torch_activation(spec)) for kind, spec in layers]
+
+    def load(self, slot: int, params: np.ndarray) -> None:
+        """Copy the parameter vector (uploaded once) into the slot's stacked weights."""
+        vec = torch.from_numpy(np.ascontiguousarray(params, np.float32)).to(self.device)
+        for weight, bias, out_f, in_f, offset in self._linears:
+            n_w = out_f * in_f
+            weight[slot].copy_(vec[offset : offset + n_w].view(out_f, in_f))
+            if bias is not None:
+                bias[slot, :, 0].copy_(vec[offset + n_w : offset + n_w + out_f])
+
+    def reset(self, slot: int) -> None:
+        """Stateless: nothing to reset."""
+
+    def __call__(self, obs: np.ndarray, rows: Sequence[int] | None = None) -> np.ndarray:
+        """Apply all slots' networks to their rows of ``obs`` (``rows`` is not needed: all are computed)."""
+        x = torch.from_numpy(obs).to(self.device)
+        if self._copy_input:
+            x = x.clone()
+        h = x.unsqueeze(2)
+        with torch.no_grad():
+            for step in self._steps:
+                if isinstance(step, tuple):
+                    weight, bias, buffer = step
+                    if bias is None:
+                        torch.bmm(weight, h, out=buffer)
+                    else:
+                        torch.baddbmm(bias, weight, h, out=buffer)
+                    h = buffer
+                else:
+                    h = step(h)
+        return _to_numpy(h.squeeze(2))
+
+
+def _input_length(net: nn.Module) -> int | None:
+    """The input length of the first layer that declares one (``in_features``, ``input_size``), if any."""
+    for m in net.modules():
+        for name in ("in_features", "input_size"):
+            value = getattr(m, name, None)
+            if isinstance(value, int):
+                return value
+    return None
+
+
+class VmapPolicy:
+    """Any module that ``torch.func.vmap`` can batch: ``functional_call`` over stacked parameters.
+
+    The parameters of all slots are stacked on the network's device, ``(slots, *shape)`` per
+    parameter (buffers stay shared); a call uploads the observations as one array, runs the
+    module once under ``vmap`` and brings the outputs back as one array. All rows are computed
+    every call; the rows of finished episodes are not used. The hidden states of hpcne's
+    recurrent layers (``RNN``, ``LSTM``) are stacked per slot too: they go into the layers
+    before the call and come out after it, inside ``vmap``, and ``reset(slot)`` zeroes them.
+
+    Construction probes the module (``probe=True``): two consecutive calls on two slots with
+    random parameters must run under ``vmap`` and agree with the module's own per-row forward
+    within float32 tolerance. Modules with data-dependent control flow, with other state kept
+    between calls (a ``reset()`` method other than hpcne's recurrent layers), or that
+    otherwise behave differently when batched fail the probe with :class:`NotBatchable`.
+    """
+
+    def __init__(self, net: nn.Module, slots: int, obs_length: int | None = None, *, probe: bool = True) -> None:
+        obs_length = self.check(net, obs_length, probe=probe)
+        self.slots = slots
+        self.obs_length = obs_length
+        self._net = copy.deepcopy(net)
+        self._device = _device_of(net)
+        self._layout: list[tuple[str, int, int, torch.Size]] = []
+        self._params: dict[str, torch.Tensor] = {}
+        offset = 0
+        for name, p in self._net.named_parameters():
+            self._layout.append((name, offset, p.numel(), p.shape))
+            self._params[name] = torch.zeros((slots, *p.shape), dtype=p.dtype, device=self._device)
+            offset += p.numel()
+        self._recurrent = [m for m in self._net.modules() if isinstance(m, hl._RecurrentLayer)]
+        self._batched = torch.func.vmap(self._forward)
+        with torch.no_grad():  # learn the shapes of the hidden states from one unbatched forward
+            one = {name: p[0] for name, p in self._params.items()}
+            x = torch.zeros(obs_length, device=self._device)
+            _, first = self._forward(one, tuple(None for _ in self._recurrent), x)  # type: ignore[arg-type]
+        self._states = tuple(tuple(t.new_zeros((slots, *t.shape)) for t in state) for state in first)
+
+    @staticmethod
+    def check(net: nn.Module, obs_length: int | None = None, *, probe: bool = True) -> int:
+        """Raise :class:`NotBatchable` if ``net`` cannot be batched by vmap; return the input length used.
+
+        Refused without a probe: modules with a ``reset()`` method other than hpcne's RNN/LSTM
+        (state vmap cannot carry). With ``probe``: see the class docstring.
+        """
+        obs_length = obs_length if obs_length is not None else _input_length(net)
+        if obs_length is None:
+            raise NotBatchable("The vmap backend needs the observation length (obs_length) to probe the network.")
+        stateful = [
+            type(m).__name__
+            for m in net.modules()
+            if callable(getattr(m, "reset", None)) and not isinstance(m, hl._RecurrentLayer)
+        ]
+        if stateful:
+            raise NotBatchable(
+                f"vmap cannot carry the state of {', '.join(sorted(set(stateful)))} (a layer with a reset() "
+                "method other than hpcne's RNN/LSTM)."
+            )
+        if probe:
+            _probe_vmap(net, obs_length)
+        return obs_length
+
+    def _forward(
+        self, params: dict[str, torch.Tensor], states: tuple[tuple[torch.Tensor, ...] | None, ...], x: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[tuple[torch.Tensor, ...], ...]]:
+        """One sample: the module's output (flat) and the new hidden states of its recurrent layers."""
+        layers = self._recurrent
+        try:
+            for layer, state in zip(layers, states):
+                layer._state = state
+            out = torch.func.functional_call(self._net, params, (x,))
+            new_states = tuple(layer._state for layer in layers)
+        finally:
+            for layer in layers:
+                layer._state = None
+        return out.reshape(-1), new_states  # type: ignore[return-value]
+
+    def load(self, slot: int, params: np.ndarray) -> None:
+        """Copy the parameter vector (uploaded once) into the slot's stacked parameters."""
+        vec = torch.from_numpy(np.ascontiguousarray(params)).to(self._device)
+        for name, offset, numel, shape in self._layout:
+            self._params[name][slot].copy_(vec[offset : offset + numel].view(shape))
+
+    def reset(self, slot: int) -> None:
+        """Zero the slot's recurrent state (what a fresh layer starts from)."""
+        for state in self._states:
+            for t in state:
+                t[slot].zero_()
+
+    def __call__(self, obs: np.ndarray, rows: Sequence[int] | None = None) -> np.ndarray:
+        """Apply all slots' networks to their rows of ``obs`` (``rows`` is not needed: all are computed)."""
+        x = torch.from_numpy(obs).to(self._device)
+        with torch.no_grad():
+            out, states = self._batched(self._params, self._states, x)
+        if self._states:
+            self._states = states
+        return _to_numpy(out)
+
+
+def _tensor_attributes(net: nn.Module) -> dict[str, object]:
+    """Plain attributes of the modules of ``net`` that hold tensors (not parameters or buffers): their state."""
+    found: dict[str, object] = {}
+    for path, module in net.named_modules():
+        for key, value in vars(module).items():
+            if isinstance(value, torch.Tensor) or (
+                isinstance(value, (tuple, list)) and any(isinstance(v, torch.Tensor) for v in value)
+            ):
+                found[f"{type(module).__name__}.{key}" + (f" (submodule {path!r})" if path else "")] = value
+    return found
+
+
+def _probe_vmap(net: nn.Module, obs_length: int) -> None:
+    """Raise :class:`NotBatchable` unless ``vmap`` runs ``net`` and agrees with its per-row forward twice in a row."""
+    generator = torch.Generator().manual_seed(0)
+    length = sum(p.numel() for p in net.parameters())
+    params = (0.5 * torch.randn((2, length), generator=generator)).numpy()
+    obs = torch.randn((2, obs_length), generator=generator).numpy()
+    try:
+        batched = VmapPolicy(net, 2, obs_length, probe=False)
+        reference = ModuleLoop(net, 2)
+        for slot in range(2):
+            for policy in (batched, reference):
+                policy.load(slot, params[slot])
+                policy.reset(slot)
+        for step in range(2):
+            before = _tensor_attributes(batched._net)
+            got, expected = batched(obs).copy(), reference(obs)
+            changed = [key for key, value in _tensor_attributes(batched._net).items() if before.get(key) is not value]
+            if changed:
+                raise NotBatchable(
+                    f"vmap cannot carry the state that {', '.join(sorted(set(changed)))} keeps between calls."
+                )
+            if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-3, atol=1e-4, equal_nan=True):
+                raise NotBatchable(
+                    f"under vmap the network gives other outputs than its own forward (step {step + 1} of the probe)."
+                )
+    except NotBatchable:
+        raise
+    except Exception as err:
+        raise NotBatchable(f"vmap cannot batch this network: {type(err).__name__}: {err}") from err
+
+
+def choose_policy_backend(
+    net: nn.Module, device: torch.device | str | None = None, obs_length: int | None = None
+) -> str:
+    """The backend that ``"auto"`` picks for ``net`` on ``device`` (default: the network's device).
+
+    On the CPU: ``"numpy"`` for Linear/activation stacks, else ``"loop"`` — both give the same
+    bits whatever the number of slots, and ``"vmap"``'s batched float32 products are not bitwise
+    equal to the per-row forward. On any other device (a GPU): ``"torch"`` for Linear/activation
+    stacks, else ``"vmap"`` if the network passes the vmap probe, else ``"loop"``.
+    """
+    device = _device_of(net) if device is None else torch.device(device)
+    mlp = _mlp_layers(net) is not None
+    if device.type == "cpu":
+        return "numpy" if mlp else "loop"
+    if mlp:
+        return "torch"
+    try:
+        VmapPolicy.check(net, obs_length)
+    except NotBatchable:
+        return "loop"
+    return "vmap"
+
+
+def make_batched_policy(
+    net: nn.Module, slots: int, *, kind: str = "auto", obs_length: int | None = None
+) -> BatchedPolicy:
+    """Build a batched policy for ``net`` with the backend ``kind``.
 
     Args:
-        net: The network template (its parameters are not used).
+        net: The network template (its parameters are not used), on the device to evaluate on.
         slots: How many solutions are evaluated side by side.
-        kind: ``"auto"``, ``"numpy"`` (fails for unsupported nets) or ``"module"``.
+        kind: One of :data:`POLICY_BACKENDS`: ``"auto"`` (see :func:`choose_policy_backend`),
+            ``"numpy"`` (Linear/activation stacks, computed on the CPU), ``"torch"``
+            (Linear/activation stacks on the network's device), ``"vmap"`` (modules that pass
+            the vmap probe, on the network's device) or ``"loop"`` (any module; ``"module"`` is
+            an alias). An explicit kind that cannot handle ``net`` raises :class:`NotBatchable`.
+        obs_length: Input length, for the vmap probe (default: the first layer's input size).
 
     Returns:
         A batched policy.
     """
-    if kind not in ("auto", "numpy", "module"):
-        raise ValueError(f"policy kind must be 'auto', 'numpy' or 'module'; got {kind!r}.")
-    on_cpu = all(p.device.type == "cpu" for p in net.parameters())
-    plan = NumpyMLP.plan_for(net) if kind != "module" and on_cpu else None
-    if plan is not None:
-        return NumpyMLP(plan, slots)
+    if kind == "module":
+        kind = "loop"
+    if kind not in POLICY_BACKENDS:
+        choices = ", ".join(repr(k) for k in POLICY_BACKENDS)
+        raise ValueError(f"policy kind (policy_backend) must be one of {choices}; got {kind!r}.")
+    probed = kind == "auto"  # the automatic choice has already run the vmap probe
+    if kind == "auto":
+        kind = choose_policy_backend(net, obs_length=obs_length)
     if kind == "numpy":
-        raise ValueError(
-            f"The numpy fast path handles Linear/activation stacks on the CPU; this network is not one:\n{net}"
-        )
+        plan = NumpyMLP.plan_for(net)
+        if plan is None:
+            raise NotBatchable(f"The numpy fast path handles Linear/activation stacks; this network is not one:\n{net}")
+        return NumpyMLP(plan, slots)
+    if kind == "torch":
+        torch_plan = TorchMLP.plan_for(net)
+        if torch_plan is None:
+            raise NotBatchable(
+                "The torch batched MLP handles Linear/activation stacks; this network is not one (try "
+                f"policy_backend='vmap' or 'loop'):\n{net}"
+            )
+        return TorchMLP(torch_plan, slots, _device_of(net))
+    if kind == "vmap":
+        return VmapPolicy(net, slots, obs_length, probe=not probed)
     return ModuleLoop(net, slots)
