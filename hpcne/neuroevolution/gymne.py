@@ -6,6 +6,7 @@ import dataclasses
 import math
 import numbers
 import os
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,27 @@ __all__ = ["GymNE"]
 
 EnvSpec = str | Callable[..., gym.Env]
 _NOISE_KEY = 1  # extra key that separates action-noise streams from reset seeds
-AUTO_ROLLOUT_BATCH = 32
+AUTO_ROLLOUT_BATCH = 32  # the most slots the automatic choice takes
+POLICY_SHARE = 0.03  # the automatic choice keeps the policy calls under this share of the env steps
+
+
+def choose_slots(policy_seconds: float, step_seconds: float, most: int = AUTO_ROLLOUT_BATCH) -> int:
+    """The automatic ``rollout_batch_size``: the fewest slots (a power of two) that make the policy cheap.
+
+    A policy call has a fixed cost (numpy or torch dispatch) that the slots share, so more slots
+    help when the environment step is cheap; but every slot adds an environment to the core's
+    caches, and stepping 20 MuJoCo models in turn was measured 10-15% slower than stepping 4. So
+    take the smallest power of two with ``policy_seconds / slots <= POLICY_SHARE * step_seconds``.
+
+    Args:
+        policy_seconds: Time of one call of a one-slot policy.
+        step_seconds: Time of one environment step.
+        most: Upper limit.
+    """
+    slots = 1
+    while slots < most and policy_seconds > POLICY_SHARE * step_seconds * slots:
+        slots *= 2
+    return min(slots, most)
 
 
 def _env_label(env: EnvSpec) -> str:
@@ -142,7 +163,8 @@ class GymNE(NEProblem):
             seed: Run seed; reset seeds and action noise derive from it.
             device: Device of the policy networks.
             rollout_batch_size: Environments stepped side by side per worker (1 = one solution
-                at a time; None = automatic, up to 32). Results do not depend on it (bit for bit
+                at a time; None = automatic: up to 32, fewer for costly steps such as MuJoCo's, see
+                `choose_slots`). Results do not depend on it (bit for bit
                 with the ``"numpy"`` and ``"loop"`` policy backends, which ``"auto"`` picks on the CPU).
             policy_backend: How a worker computes the actions of its ``rollout_batch_size``
                 policies at each step: ``"numpy"`` (Linear/activation networks, numpy on the
@@ -197,6 +219,7 @@ class GymNE(NEProblem):
         self._slot_envs: list[gym.Env] = []  # the rollout engine's, without gym.make's wrappers
         self._slot_limit: int | None = None  # the TimeLimit those wrappers applied
         self._policy_cache: dict[int, Any] = {}
+        self._auto_slots: int | None = None  # measured on first use, per process and device
         self._interaction_count = 0
         self._episode_count = 0
         self._local_delta: list[RolloutResult] | None = None
@@ -354,7 +377,7 @@ class GymNE(NEProblem):
         if type(self)._evaluate_network is not GymNE._evaluate_network:
             return self._evaluate_with_modules(values, first_index, eval_round)
         n_jobs = values.shape[0] * self._num_episodes
-        slots = min(n_jobs, self._rollout_batch_size or AUTO_ROLLOUT_BATCH)
+        slots = min(n_jobs, self._rollout_batch_size or self._measure_auto_slots())
         policy = self._policy_cache.get(slots)
         if policy is None:
             policy = self._policy_cache[slots] = make_batched_policy(
@@ -494,11 +517,43 @@ class GymNE(NEProblem):
             self._collected_stats.update(delta)
 
     def _on_worker_start(self) -> None:
-        self._env, self._slot_envs, self._policy_cache = None, [], {}
+        self._env, self._slot_envs, self._policy_cache, self._auto_slots = None, [], {}, None
 
     def _use_device(self, device: torch.device) -> None:
         super()._use_device(device)
-        self._policy_cache = {}
+        self._policy_cache, self._auto_slots = {}, None
+
+    def _measure_auto_slots(self, repeats: int = 3, calls: int = 8) -> int:
+        """Time env steps and one-slot policy calls here (best of ``repeats``), then `choose_slots`.
+
+        The probe steps a slot environment with a fixed action; every rollout resets it with its
+        own seed, so the probe changes no result.
+        """
+        if self._auto_slots is None:
+            env = self._envs(1)[0]
+            policy = make_batched_policy(self.network, 1, kind=self._policy_backend, obs_length=self._obs_length)
+            policy.load(0, np.zeros(self.solution_length, self.wire_dtype))
+            space = self._act_space
+            if isinstance(space, gym.spaces.Box):
+                action: Any = np.clip(np.zeros(space.shape, space.dtype), space.low, space.high)
+            else:
+                action = space.start
+            obs = np.zeros((1, self._obs_length), np.float32)
+            env.reset(seed=0)
+            step_time = policy_time = math.inf
+            for _ in range(repeats):
+                started = time.perf_counter()
+                for _ in range(calls):
+                    _, _, terminated, truncated, _ = env.step(action)
+                    if terminated or truncated:
+                        env.reset()
+                step_time = min(step_time, (time.perf_counter() - started) / calls)
+                started = time.perf_counter()
+                for _ in range(calls):
+                    policy(obs)
+                policy_time = min(policy_time, (time.perf_counter() - started) / calls)
+            self._auto_slots = choose_slots(policy_time, step_time)
+        return self._auto_slots
 
     def _sync_buffer(self) -> np.ndarray:
         return self._obs_stats.pack() if self._obs_stats is not None else np.empty(0)

@@ -1,4 +1,4 @@
-"""The rollout engine steps environments under gym.make's bookkeeping wrappers, with the same results."""
+"""The slot environments of the rollout engine: stepped under gym.make's wrappers, and how many there are."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hpcne.neuroevolution import GymNE
-from hpcne.neuroevolution.gymne import unwrap_make
+from hpcne.neuroevolution.gymne import POLICY_SHARE, choose_slots, unwrap_make
 
 
 class Passthrough(gym.Wrapper):
@@ -57,3 +57,27 @@ def test_fitnesses_equal_those_of_the_wrapped_environment(env_id: str, episode_l
     assert isinstance(full._slot_envs[0], Passthrough)
     if env_id == "Pendulum-v1":  # never terminates: every episode runs to the first limit
         assert lean.interaction_count == 12 * min(200, episode_length or 200)
+
+
+@pytest.mark.parametrize(
+    ("policy_us", "step_us", "slots"),
+    [(8.0, 8.0, 32), (8.0, 60.0, 8), (5.0, 60.0, 4), (6.0, 250.0, 1), (1000.0, 5.0, 32), (0.1, 8.0, 1)],
+)
+def test_the_automatic_batch_size_makes_the_policy_a_small_share_of_the_steps(
+    policy_us: float, step_us: float, slots: int
+) -> None:
+    assert choose_slots(policy_us * 1e-6, step_us * 1e-6) == slots
+    if slots < 32:
+        assert policy_us / slots <= POLICY_SHARE * step_us < policy_us / max(slots // 2, 1) or slots == 1
+
+
+def test_the_automatic_batch_size_is_measured_once_and_changes_no_result() -> None:
+    network = "Linear(obs_length, 16) >> Tanh() >> Linear(16, act_length)"
+    auto = GymNE("Pendulum-v1", network, seed=2, num_actors=None, episode_length=30)
+    fixed = GymNE("Pendulum-v1", network, seed=2, num_actors=None, episode_length=30, rollout_batch_size=3)
+    values = torch.randn(10, auto.solution_length, generator=torch.Generator().manual_seed(1))
+    np.testing.assert_array_equal(auto.evaluate_values(values), fixed.evaluate_values(values))
+    chosen = auto._auto_slots
+    assert chosen is not None and 1 <= chosen <= 32 and chosen & (chosen - 1) == 0
+    np.testing.assert_array_equal(auto.evaluate_values(values), fixed.evaluate_values(values))
+    assert auto._auto_slots == chosen
