@@ -77,8 +77,20 @@ show_log() {
     fi
 }
 
+# Root is needed to install packages and run slurmd.  A non-root user with password-less
+# sudo (a CI runner, say) gets the command re-run through `sudo -n`, settings included.
 need_root() {
-    [[ "$(id -u)" -eq 0 ]] || die "'$1' must run as root (try: sudo $0 $1)"
+    [[ "$(id -u)" -eq 0 ]] && return 0
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        local -a settings=()
+        local var
+        for var in "${!HPCNE_SLURM@}"; do
+            settings+=("$var=${!var}")
+        done
+        log "'$1' needs root: running it again with sudo"
+        exec sudo -n env "${settings[@]}" bash "$0" "$1"
+    fi
+    die "'$1' must run as root (try: sudo $0 $1)"
 }
 
 # --- process bookkeeping -----------------------------------------------------

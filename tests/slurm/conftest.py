@@ -24,7 +24,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -99,19 +99,27 @@ class SlurmCluster:
         """``srun ARGS...`` in the foreground (an allocation of its own)."""
         return self.run("srun", *args, timeout=timeout, check=check)
 
-    def submit(self, script_or_wrap: str | os.PathLike, *args: str, cwd: str | os.PathLike | None = None) -> str:
+    def submit(
+        self,
+        script_or_wrap: str | os.PathLike,
+        *args: str,
+        cwd: str | os.PathLike | None = None,
+        script_args: Sequence[str | os.PathLike] = (),
+    ) -> str:
         """Submit a batch job and return its id.
 
         ``script_or_wrap`` is a batch script (a ``Path`` or the name of an existing
         file) or else a shell command line for ``sbatch --wrap``.  ``args`` are more
         sbatch options (``"--time=00:01:00"``, ``"--output=/x/%j.out"``, ...), given
-        before the script.  The job runs in ``cwd`` (default: the current folder),
-        which is also where relative ``--output`` paths and slurm-<id>.out go.
+        before the script, and ``script_args`` the script's own arguments.  The job
+        runs in ``cwd`` (default: the current folder), which is also where relative
+        ``--output`` paths and slurm-<id>.out go.
         """
         cmd = ["sbatch", "--parsable", *map(str, args)]
         if isinstance(script_or_wrap, os.PathLike) or _is_file(str(script_or_wrap)):
-            cmd.append(str(script_or_wrap))
+            cmd += [str(script_or_wrap), *map(str, script_args)]
         else:
+            assert not script_args, "sbatch --wrap takes no script arguments"
             cmd.append(f"--wrap={script_or_wrap}")
         proc = self.run(*cmd, cwd=cwd, timeout=30)
         # --parsable prints "jobid" or "jobid;cluster".
