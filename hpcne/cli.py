@@ -35,6 +35,7 @@ _TRAIN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--backend", {"choices": ["serial", "pool", "mpi"]}),
     ("--rollout-batch-size", {"type": int}),
     ("--policy-backend", {"help": "auto, numpy, torch, vmap or loop: how workers batch policy forwards"}),
+    ("--device", {"choices": ["cpu", "cuda"], "help": "cuda: each worker's policies on a GPU of its node"}),
     ("--eval-center-every", {"type": int}),
     ("--log-interval", {"type": int}),
 ]
@@ -103,10 +104,13 @@ def _comm() -> Any:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train (or resume) a run; every MPI rank runs this, rank 0 writes and prints."""
+    import torch
+
     from hpcne.parallel import signals
     from hpcne.parallel.runtime import use_backend
     from hpcne.run import EXIT_OK, EXIT_USAGE, Trainer, build_problem
 
+    signals.install_stop_handlers()  # first: a signal while starting up stops after the first generation
     comm = _comm()
     rank = 0 if comm is None else comm.Get_rank()
     config, failure = None, None
@@ -135,7 +139,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"launch a single process for the {config.backend} backend."
         )
     use_backend(config.backend)
-    signals.install_stop_handlers()
     problem, error = None, None
     try:
         problem = build_problem(config)
@@ -158,6 +161,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"hpcne: error: rank {first} on {host}{others} could not build the problem: {text}", file=sys.stderr)
         return EXIT_USAGE
     assert problem is not None
+    if rank == 0 and config.device == "cuda" and not torch.cuda.is_available():
+        print(
+            "hpcne: warning: device 'cuda' was asked for, but torch sees no CUDA device; using the CPU.",
+            file=sys.stderr,
+        )
     problem.runtime  # noqa: B018 -- starts the workers; MPI worker ranks serve here and exit
     try:
         trainer = Trainer(config, problem, Path(config.run_dir))

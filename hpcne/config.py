@@ -35,6 +35,7 @@ MUTABLE_KEYS = frozenset(
         "eval_center_every",
         "center_episodes",
         "rollout_batch_size",
+        "device",
         "num_subbatches",
         "subbatch_size",
     }
@@ -61,6 +62,8 @@ class RunConfig:
         action_noise_stdev: Gaussian noise on continuous actions during training.
         rollout_batch_size: Environments stepped side by side per worker (None: automatic).
         policy_backend: How workers batch the policy forwards: auto, numpy, torch, vmap or loop (see GymNE).
+        device: ``cpu``, or ``cuda``: each worker's policies on a GPU of its node, chosen by node-local
+            rank (the CPU where torch sees none).
         algo: Search algorithm: pgpe, snes, xnes, cem, cmaes, ga.
         algo_options: Keyword arguments of the algorithm (popsize, learning rates, ...).
         popsize: Shortcut for ``algo_options["popsize"]``.
@@ -91,6 +94,7 @@ class RunConfig:
     action_noise_stdev: float | None = None
     rollout_batch_size: int | None = None
     policy_backend: str = "auto"
+    device: str = "cpu"
     algo: str = "pgpe"
     algo_options: dict[str, Any] = field(default_factory=dict)
     popsize: int | None = None
@@ -143,6 +147,8 @@ class RunConfig:
             raise ConfigError(
                 f"policy_backend must be one of {', '.join(POLICY_BACKENDS)}; got {self.policy_backend!r}."
             )
+        if self.device not in ("cpu", "cuda"):
+            raise ConfigError(f"device must be 'cpu' or 'cuda'; got {self.device!r}.")
         if not isinstance(self.eval_center_every, int) or self.eval_center_every < 0:
             raise ConfigError(
                 f"eval_center_every must be 0 (never) or a positive integer; got {self.eval_center_every!r}."

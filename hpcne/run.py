@@ -73,6 +73,7 @@ def build_problem(config: RunConfig) -> GymNE:
         seed=config.seed,
         rollout_batch_size=config.rollout_batch_size,
         policy_backend=config.policy_backend,
+        num_gpus_per_actor=1 if config.device == "cuda" else None,  # mapped per worker by node-local rank
     )
 
 

@@ -203,3 +203,27 @@ def test_tiny_flags_are_valid(in_process, tmp_path: Path) -> None:
 
     config = _resolve_config(_parser().parse_args(["train", *TINY, "--run-dir", str(tmp_path)]))
     assert config.generations == GENERATIONS and config.observation_normalization is False
+
+
+def test_device_cuda_maps_workers_to_gpus_and_falls_back_to_the_cpu(
+    in_process, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from hpcne.config import ConfigError, RunConfig
+    from hpcne.parallel.devices import choose_device
+    from hpcne.run import build_problem
+
+    problem = build_problem(RunConfig(env="CartPole-v1", generations=1, device="cuda"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    args = (problem.actor_config, problem.num_gpus_per_actor, problem.device)
+    assert [str(choose_device(rank, *args)) for rank in range(3)] == ["cuda:0", "cuda:1", "cuda:0"]
+    monkeypatch.undo()
+    with pytest.raises(ConfigError, match=r"device must be 'cpu' or 'cuda'; got 'gpu'"):
+        RunConfig(env="CartPole-v1", generations=1, device="gpu").validate()
+    if torch.cuda.is_available():
+        return
+    status, out, err = in_process(["train", *TINY, "--generations", "1", "--device", "cuda", "--run-dir", tmp_path])
+    assert status == 0, out + err
+    assert "hpcne: warning: device 'cuda' was asked for, but torch sees no CUDA device; using the CPU." in err
