@@ -184,6 +184,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.2f}".format):
         print(table.to_string())
+        if len(table) > 1:  # a sweep: mean and spread over its runs
+            print(f"\nover {len(table)} runs:")
+            print(table.agg(["mean", "std", "min", "max"]).to_string())
     if args.csv:
         runs.to_csv(args.csv, index=False)
         print(f"hpcne: wrote every generation of every run to {args.csv}")

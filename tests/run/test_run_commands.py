@@ -6,6 +6,7 @@ import importlib.util
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from run_helpers import GENERATIONS, TINY, Cli, copy_run
@@ -30,6 +31,12 @@ def test_report_prints_a_table_and_writes_a_plot_and_a_csv(in_process, baseline:
         row = next(line for line in table if line.startswith(name))
         assert row.split()[1] == str(generations), out
     assert "best_eval" in table[0], out
+    over = table[table.index("over 3 runs:") + 1 :]
+    rows = [line.split() for line in over]
+    stats = {row[0]: [float(v) for v in row[1:]] for row in rows if row and row[0] in ("mean", "std")}
+    generations = [GENERATIONS, 3, 3]
+    assert stats["mean"][0] == pytest.approx(np.mean(generations), abs=0.01), out
+    assert stats["std"][0] == pytest.approx(np.std(generations, ddof=1), abs=0.01), out
     assert f"wrote learning curves to {plot}" in out
     image = matplotlib.image.imread(plot)
     assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
