@@ -523,37 +523,45 @@ class GymNE(NEProblem):
         super()._use_device(device)
         self._policy_cache, self._auto_slots = {}, None
 
-    def _measure_auto_slots(self, repeats: int = 3, calls: int = 8) -> int:
-        """Time env steps and one-slot policy calls here (best of ``repeats``), then `choose_slots`.
-
-        The probe steps a slot environment with a fixed action; every rollout resets it with its
-        own seed, so the probe changes no result.
-        """
+    def _measure_auto_slots(self) -> int:
+        """The automatic number of slots, measured on first use here (see `choose_slots`)."""
         if self._auto_slots is None:
-            env = self._envs(1)[0]
-            policy = make_batched_policy(self.network, 1, kind=self._policy_backend, obs_length=self._obs_length)
-            policy.load(0, np.zeros(self.solution_length, self.wire_dtype))
-            space = self._act_space
-            if isinstance(space, gym.spaces.Box):
-                action: Any = np.clip(np.zeros(space.shape, space.dtype), space.low, space.high)
-            else:
-                action = space.start
-            obs = np.zeros((1, self._obs_length), np.float32)
-            env.reset(seed=0)
-            step_time = policy_time = math.inf
-            for _ in range(repeats):
-                started = time.perf_counter()
-                for _ in range(calls):
-                    _, _, terminated, truncated, _ = env.step(action)
-                    if terminated or truncated:
-                        env.reset()
-                step_time = min(step_time, (time.perf_counter() - started) / calls)
-                started = time.perf_counter()
-                for _ in range(calls):
-                    policy(obs)
-                policy_time = min(policy_time, (time.perf_counter() - started) / calls)
+            try:
+                policy_time, step_time = self._time_policy_and_step()
+            except Exception:  # the rollout that follows meets the same error and reports it with its solution
+                return AUTO_ROLLOUT_BATCH
             self._auto_slots = choose_slots(policy_time, step_time)
         return self._auto_slots
+
+    def _time_policy_and_step(self, repeats: int = 3, calls: int = 8) -> tuple[float, float]:
+        """Seconds per one-slot policy call and per env step (best of ``repeats`` runs of ``calls``).
+
+        The steps take a fixed action in a slot environment; every rollout resets it with its own
+        seed, so this changes no result.
+        """
+        env = self._envs(1)[0]
+        policy = make_batched_policy(self.network, 1, kind=self._policy_backend, obs_length=self._obs_length)
+        policy.load(0, np.zeros(self.solution_length, self.wire_dtype))
+        space = self._act_space
+        if isinstance(space, gym.spaces.Box):
+            action: Any = np.clip(np.zeros(space.shape, space.dtype), space.low, space.high)
+        else:
+            action = space.start
+        obs = np.zeros((1, self._obs_length), np.float32)
+        env.reset(seed=0)
+        step_time = policy_time = math.inf
+        for _ in range(repeats):
+            started = time.perf_counter()
+            for _ in range(calls):
+                _, _, terminated, truncated, _ = env.step(action)
+                if terminated or truncated:
+                    env.reset()
+            step_time = min(step_time, (time.perf_counter() - started) / calls)
+            started = time.perf_counter()
+            for _ in range(calls):
+                policy(obs)
+            policy_time = min(policy_time, (time.perf_counter() - started) / calls)
+        return policy_time, step_time
 
     def _sync_buffer(self) -> np.ndarray:
         return self._obs_stats.pack() if self._obs_stats is not None else np.empty(0)
