@@ -1,0 +1,184 @@
+"""``python -m benchmarks MEASURE [options]``: run one measure, print its Markdown, write its CSV.
+
+Measures (issue 7, "The benchmark suite"):
+
+    throughput   per-core steps/s of hpcne vs bare env.step (CartPole, Pendulum, HalfCheetah, Humanoid)
+    scaling      steps/s, efficiency and time split over 1-4 MPI ranks
+    evotorch     steps/s and s/generation, hpcne vs EvoTorch 0.6.1 (1 and 2 workers)
+    solve        time and interactions to a target return, hpcne vs EvoTorch
+    comm         bytes per generation and rank over MPI, measured, and a model to 1,000 ranks
+    machine      the machine and versions (for docs/BENCHMARKS.md)
+    setup        create the EvoTorch virtual environment (.bench/evotorch-venv) only
+
+Each writes ``.bench/results/MEASURE.csv`` (``--out`` to change) and the same Markdown it prints
+to ``.bench/results/MEASURE.md``. ``--quick`` is a smoke run (10-50 s per measure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks.common import ROOT, machine_notes
+from benchmarks.tasks import SOLVE_TASKS, SPEED_TASKS
+
+RESULTS = ROOT / ".bench" / "results"
+
+
+def _csv_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(item) for item in _csv_list(text)]
+
+
+def _tasks(known: dict[str, object]) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        names = _csv_list(text)
+        unknown = [name for name in names if name not in known]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"choose among {', '.join(known)}; got {text!r}")
+        return names
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one subcommand per measure."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="measure", required=True)
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_text)
+        command.add_argument("--quick", action="store_true", help="a smoke run: fewer repeats, smaller runs")
+        command.add_argument("--out", type=Path, default=None, help=f"CSV file (default {RESULTS}/{name}.csv)")
+        return command
+
+    command = add("throughput", "per-core steps/s vs bare env.step (2-3 min)")
+    command.add_argument("--repeats", type=int, default=3)
+    command.add_argument("--chunks", type=int, default=3, help="evaluations per repeat, each between bare chunks")
+
+    command = add("scaling", "1-4 MPI ranks: steps/s, efficiency, time split (4-5 min)")
+    command.add_argument(
+        "--tasks",
+        type=_tasks(SPEED_TASKS),
+        default=None,
+        help=f"default halfcheetah,cartpole; among {', '.join(SPEED_TASKS)}",
+    )
+    command.add_argument("--ranks", type=_int_list, default=[1, 2, 3, 4])
+    command.add_argument("--repeats", type=int, default=3)
+    command.add_argument("--generations", type=int, default=None, help="timed generations (default per task)")
+
+    command = add("evotorch", "hpcne vs EvoTorch: steps/s and s/generation (8-14 min, + EvoTorch install once)")
+    command.add_argument(
+        "--tasks",
+        type=_tasks(SPEED_TASKS),
+        default=None,
+        help=f"default cartpole,cartpole-balancing,halfcheetah; among {', '.join(SPEED_TASKS)}",
+    )
+    command.add_argument("--workers", type=_int_list, default=[1, 2])
+    command.add_argument("--repeats", type=int, default=2)
+    command.add_argument("--generations", type=int, default=None, help="timed generations (default per task)")
+    command.add_argument("--ray-single", action="store_true", help="also run EvoTorch with one Ray actor")
+
+    command = add("solve", "hpcne vs EvoTorch: time to a target return (4-6 min)")
+    command.add_argument(
+        "--tasks",
+        type=_tasks(SOLVE_TASKS),
+        default=None,
+        help=f"default cartpole,hopper; among {', '.join(SOLVE_TASKS)}",
+    )
+    command.add_argument("--seeds", type=_int_list, default=[1])
+    command.add_argument("--workers", type=int, default=1, help="1: in-process both; N: MPI vs Ray")
+    command.add_argument("--max-seconds", type=float, default=240.0, help="budget per run")
+    command.add_argument("--max-generations", type=int, default=None, help="override the tasks' budgets")
+
+    command = add("comm", "MPI bytes per generation and rank, and a model to 1,000 ranks (30 s)")
+    command.add_argument("--ranks", type=_int_list, default=[2, 3, 4])
+
+    sub.add_parser("machine", help="print the machine and versions")
+    sub.add_parser("setup", help="create the EvoTorch virtual environment only")
+    return parser
+
+
+SPEED_GENERATIONS = {"cartpole": 3, "cartpole-balancing": 1, "halfcheetah": 3, "halfcheetah-obsnorm": 3}
+SCALING_GENERATIONS = {"cartpole": 10, "halfcheetah": 3}
+
+
+def run(args: argparse.Namespace) -> str:
+    """Run the chosen measure; return its Markdown."""
+    out = getattr(args, "out", None) or RESULTS / f"{args.measure}.csv"
+    if args.measure == "throughput":
+        from benchmarks.throughput import throughput
+
+        repeats, chunks = (1, 1) if args.quick else (args.repeats, args.chunks)
+        return throughput(out, repeats=repeats, chunks=chunks, quick=args.quick)
+    if args.measure == "scaling":
+        from benchmarks.scaling import scaling
+
+        tasks = args.tasks or (["cartpole"] if args.quick else ["halfcheetah", "cartpole"])
+        generations = {t: args.generations or (1 if args.quick else SCALING_GENERATIONS.get(t, 3)) for t in tasks}
+        return scaling(
+            out, tasks=tasks, ranks=args.ranks, repeats=1 if args.quick else args.repeats, generations=generations
+        )
+    if args.measure == "evotorch":
+        from benchmarks.compare import evotorch_speed
+
+        tasks = args.tasks or (["cartpole"] if args.quick else ["cartpole", "cartpole-balancing", "halfcheetah"])
+        generations = {t: args.generations or (1 if args.quick else SPEED_GENERATIONS.get(t, 3)) for t in tasks}
+        return evotorch_speed(
+            out,
+            tasks=tasks,
+            workers=args.workers,
+            repeats=1 if args.quick else args.repeats,
+            generations=generations,
+            ray_single=args.ray_single,
+        )
+    if args.measure == "solve":
+        from benchmarks.compare import time_to_solve
+
+        return time_to_solve(
+            out,
+            tasks=args.tasks or (["cartpole"] if args.quick else ["cartpole", "hopper"]),
+            seeds=args.seeds,
+            workers=args.workers,
+            max_seconds=30.0 if args.quick else args.max_seconds,
+            max_generations=3 if args.quick else args.max_generations,
+        )
+    if args.measure == "comm":
+        from benchmarks.commvolume import comm_volume
+
+        return comm_volume(out, ranks=[2] if args.quick else args.ranks, quick=args.quick)
+    if args.measure == "setup":
+        from benchmarks.evotorch_venv import ensure_evotorch_venv
+
+        return f"EvoTorch environment: {ensure_evotorch_venv()}\n"
+    return machine_notes() + "\n"
+
+
+def main() -> None:
+    """Parse, run, print and save the Markdown."""
+    args = build_parser().parse_args()
+    if args.measure in ("machine", "setup"):
+        print(run(args), end="", flush=True)
+        return
+    command = "python -m benchmarks " + shlex.join(sys.argv[1:])
+    started = time.perf_counter()
+    body = run(args)
+    minutes = (time.perf_counter() - started) / 60
+    text = f"`{command}` ({minutes:.1f} min)\n\n{body}\nMachine: {machine_notes()}\n"
+    markdown = (args.out or RESULTS / f"{args.measure}.csv").with_suffix(".md")
+    markdown.parent.mkdir(parents=True, exist_ok=True)
+    markdown.write_text(text)
+    print(text, flush=True)
+
+
+if __name__ == "__main__":
+    main()

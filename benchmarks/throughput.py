@@ -1,0 +1,137 @@
+"""Per-core throughput: steps/s of one worker evaluating a population, against bare ``env.step``, in one run.
+
+Reuses ``scripts/bench_rollout.py`` (its ``Bare`` random-action loop, its ``Evolving`` serial
+``GymNE.evaluate`` of a fixed N(0, 1) population, and its ``Tally``) on the four environments of
+issue 7 with the seed documents' MLP. Every population evaluation is sandwiched between two bare
+chunks of about half its steps, ``chunks`` times per repeat, so that the load of a shared
+machine falls on both alike; the ratio is taken within each repeat, and the table gives
+medians over the repeats for wall-clock time and for this process's CPU time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from benchmarks.common import ROOT, LoadTracker, markdown_table, shown, write_csv
+from benchmarks.tasks import mlp
+
+__all__ = ["GOALS", "throughput"]
+
+GOALS = {"CartPole-v1": 0.7, "Pendulum-v1": None, "HalfCheetah-v5": 0.9, "Humanoid-v5": 0.9}
+# (env, popsize, episode_length, bare steps per chunk): each evaluation takes ~10-20k steps.
+CASES = [
+    ("CartPole-v1", 200, None, 2_000),
+    ("Pendulum-v1", 50, None, 5_000),
+    ("HalfCheetah-v5", 20, 1000, 10_000),
+    ("Humanoid-v5", 200, 1000, 2_000),
+]
+
+
+def _bench_rollout() -> ModuleType:
+    """``scripts/bench_rollout.py`` as a module (it is a script, not part of a package)."""
+    name = "bench_rollout"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / "bench_rollout.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def throughput(out: Path, *, repeats: int, chunks: int, quick: bool, hidden: int = 64) -> str:
+    """Measure every environment; write the CSV and return the Markdown table."""
+    rollout = _bench_rollout()
+    import torch
+
+    torch.set_num_threads(1)
+    scale = 4 if quick else 1
+    network = mlp(hidden)
+    cases = [
+        rollout.Case(
+            env_id=env,
+            network=network,
+            popsize=max(popsize // scale, 2),
+            episode_length=length,
+            rollout_batch_size=None,  # hpcne's automatic choice
+            bare_steps=bare_steps // scale,
+        )
+        for env, popsize, length, bare_steps in CASES
+    ]
+    load = LoadTracker()
+    bares = {case.env_id: rollout.Bare(case.env_id) for case in cases}
+    evolving = {case: rollout.Evolving(case) for case in cases}
+    for case in cases:  # warm-up: environments, policy buffers, caches
+        bares[case.env_id].run(100, rollout.Tally())
+        evolving[case].run(rollout.Tally())
+    rows: list[dict[str, Any]] = []
+    for repeat in range(repeats):
+        for case in cases:
+            bare, ours = rollout.Tally(), rollout.Tally()
+            for _ in range(chunks):
+                bares[case.env_id].run(case.bare_steps, bare)
+                evolving[case].run(ours)
+                bares[case.env_id].run(case.bare_steps, bare)
+            rows.append(
+                {
+                    "env": case.env_id,
+                    "network": network,
+                    "popsize": case.popsize,
+                    "repeat": repeat,
+                    "bare_steps": bare.steps,
+                    "hpcne_steps": ours.steps,
+                    "bare_steps_per_s": round(bare.steps / bare.wall, 1),
+                    "hpcne_steps_per_s": round(ours.steps / ours.wall, 1),
+                    "ratio": round((ours.steps / ours.wall) / (bare.steps / bare.wall), 4),
+                    "cpu_ratio": round((ours.steps / ours.cpu) / (bare.steps / bare.cpu), 4),
+                    "bare_episode_length": round(bare.steps / max(bare.episodes, 1), 1),
+                    "hpcne_episode_length": round(ours.steps / max(ours.episodes, 1), 1),
+                    "load": round(load.sample(), 2),
+                }
+            )
+            print(f"  {case.env_id}, repeat {repeat}: hpcne/bare {rows[-1]['ratio']:.0%}", flush=True)
+    write_csv(out, rows)
+    table = []
+    for case in cases:
+        mine = [r for r in rows if r["env"] == case.env_id]
+
+        def med(key: str, mine: list[dict[str, Any]] = mine) -> float:
+            return statistics.median(float(r[key]) for r in mine)
+
+        goal = GOALS[case.env_id]
+        ratios = [r["ratio"] for r in mine]
+        table.append(
+            [
+                case.env_id,
+                case.popsize,
+                f"{med('bare_steps_per_s'):,.0f}",
+                f"{med('hpcne_steps_per_s'):,.0f}",
+                f"**{med('ratio'):.2f}**",
+                f"{min(ratios):.2f}–{max(ratios):.2f}",
+                f"{med('cpu_ratio'):.2f}",
+                "–" if goal is None else f"≥ {goal} {'met' if med('ratio') >= goal else 'not met'}",
+                f"{med('bare_episode_length'):.0f} / {med('hpcne_episode_length'):.0f}",
+            ]
+        )
+    headers = [
+        "environment",
+        "popsize",
+        "bare env.step steps/s",
+        "hpcne steps/s",
+        "hpcne ÷ bare",
+        "range",
+        "(CPU time)",
+        "goal",
+        "episode length bare / hpcne",
+    ]
+    return (
+        f"One core (one torch/BLAS thread, `num_actors=None`), `{network}`, N(0, 1) parameters, "
+        f"{chunks} evaluations per repeat between bare chunks, medians of {repeats} repeats\n\n"
+        + markdown_table(headers, table)
+        + f"\n({load.describe()} during the runs; all repeats: {shown(out)})\n"
+    )
