@@ -101,3 +101,26 @@ class ActionRewardEnv(gym.Env):
         self.actions.append(action)
         self.t += 1
         return np.ones(2, np.float32), float(np.sum(action)), self.t >= self.horizon, False, {}
+
+
+CARTPOLE_NET = "Linear(obs_length, 8) >> Tanh() >> Linear(8, act_length)"
+
+GYM_CONFIGS: dict[str, dict[str, Any]] = {  # GymNE settings that exercise the rollout options
+    "cartpole-obsnorm-2-episodes": dict(
+        env="CartPole-v1", network=CARTPOLE_NET, observation_normalization=True, num_episodes=2, episode_length=40
+    ),
+    "pendulum-noise-obsnorm": dict(
+        env="Pendulum-v1",
+        network="Linear(obs_length, 8) >> Tanh() >> Linear(8, act_length)",
+        observation_normalization=True,
+        action_noise_stdev=0.5,
+        num_episodes=2,
+        episode_length=15,
+    ),
+    "cartpole-reward-shaping": dict(
+        env="CartPole-v1", network=CARTPOLE_NET, decrease_rewards_by=0.5, alive_bonus_schedule=(3, 8, 1.0)
+    ),
+    "cartpole-recurrent": dict(
+        env="CartPole-v1", network="RNN(obs_length, 4) >> Linear(4, act_length)", observation_normalization=True
+    ),
+}

@@ -9,6 +9,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import torch
+from ne_envs import CARTPOLE_NET
+from ne_envs import GYM_CONFIGS as SHARED
 from torch import nn
 
 from hpcne.neuroevolution import GymNE
@@ -298,23 +300,10 @@ def test_backend_names() -> None:
 
 
 # ------------------------------------------------------------------ GymNE: every backend, same results
-CARTPOLE_NET = "Linear(obs_length, 8) >> Tanh() >> Linear(8, act_length)"
 GYM_CONFIGS = {
-    "cartpole-obsnorm-2-episodes": dict(
-        env="CartPole-v1", network=CARTPOLE_NET, observation_normalization=True, num_episodes=2, episode_length=40
-    ),
-    "pendulum-noise-obsnorm": dict(
-        env="Pendulum-v1",
-        network="Linear(obs_length, 8) >> Tanh() >> Linear(8, act_length)",
-        observation_normalization=True,
-        action_noise_stdev=0.5,
-        num_episodes=2,
-        episode_length=15,
-    ),
+    **{name: SHARED[name] for name in ("cartpole-obsnorm-2-episodes", "pendulum-noise-obsnorm")},
     "pendulum-custom-module": dict(env="Pendulum-v1", network=TwoHeads, episode_length=20),
-    "cartpole-recurrent": dict(
-        env="CartPole-v1", network="RNN(obs_length, 4) >> Linear(4, act_length)", observation_normalization=True
-    ),
+    "cartpole-recurrent": SHARED["cartpole-recurrent"],
 }
 
 

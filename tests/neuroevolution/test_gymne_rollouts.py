@@ -7,35 +7,14 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from ne_envs import ActionRewardEnv, ConstantRewardEnv, EchoEnv
+from ne_envs import CARTPOLE_NET, ActionRewardEnv, ConstantRewardEnv, EchoEnv
+from ne_envs import GYM_CONFIGS as CONFIGS
 from torch import nn
 
 from hpcne.core import STREAM_EVALUATION
 from hpcne.neuroevolution import GymNE
 from hpcne.neuroevolution.net import RunningStat, reset_module_state
 from hpcne.seeding import derive_seed
-
-CARTPOLE_NET = "Linear(obs_length, 8) >> Tanh() >> Linear(8, act_length)"
-
-CONFIGS = {
-    "cartpole-obsnorm-2-episodes": dict(
-        env="CartPole-v1", network=CARTPOLE_NET, observation_normalization=True, num_episodes=2, episode_length=40
-    ),
-    "pendulum-noise-obsnorm": dict(
-        env="Pendulum-v1",
-        network="Linear(obs_length, 8) >> Tanh() >> Linear(8, act_length)",
-        observation_normalization=True,
-        action_noise_stdev=0.5,
-        num_episodes=2,
-        episode_length=15,
-    ),
-    "cartpole-reward-shaping": dict(
-        env="CartPole-v1", network=CARTPOLE_NET, decrease_rewards_by=0.5, alive_bonus_schedule=(3, 8, 1.0)
-    ),
-    "cartpole-recurrent": dict(
-        env="CartPole-v1", network="RNN(obs_length, 4) >> Linear(4, act_length)", observation_normalization=True
-    ),
-}
 
 
 def population(problem: GymNE, n: int, seed: int = 0) -> torch.Tensor:
