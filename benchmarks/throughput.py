@@ -1,7 +1,7 @@
 """Per-core throughput: steps/s of one worker evaluating a population, against bare ``env.step``, in one run.
 
 Reuses ``scripts/bench_rollout.py`` (its ``Bare`` random-action loop, its ``Evolving`` serial
-``GymNE.evaluate`` of a fixed N(0, 1) population, and its ``Tally``) on the four environments of
+``GymNE.evaluate`` of a fixed N(0, 1) population, its ``measure`` and ``compare``) on the four environments of
 issue 7 with the seed documents' MLP. Every population evaluation is sandwiched between two bare
 chunks of about half its steps, ``chunks`` times per repeat, so that the load of a shared
 machine falls on both alike; the ratio is taken within each repeat, and the table gives
@@ -72,25 +72,14 @@ def throughput(out: Path, *, repeats: int, chunks: int, quick: bool, hidden: int
     rows: list[dict[str, Any]] = []
     for repeat in range(repeats):
         for case in cases:
-            bare, ours = rollout.Tally(), rollout.Tally()
-            for _ in range(chunks):
-                bares[case.env_id].run(case.bare_steps, bare)
-                evolving[case].run(ours)
-                bares[case.env_id].run(case.bare_steps, bare)
+            bare, ours = rollout.measure(bares[case.env_id], evolving[case], case.bare_steps, chunks)
             rows.append(
                 {
                     "env": case.env_id,
                     "network": network,
                     "popsize": case.popsize,
                     "repeat": repeat,
-                    "bare_steps": bare.steps,
-                    "hpcne_steps": ours.steps,
-                    "bare_steps_per_s": round(bare.steps / bare.wall, 1),
-                    "hpcne_steps_per_s": round(ours.steps / ours.wall, 1),
-                    "ratio": round((ours.steps / ours.wall) / (bare.steps / bare.wall), 4),
-                    "cpu_ratio": round((ours.steps / ours.cpu) / (bare.steps / bare.cpu), 4),
-                    "bare_episode_length": round(bare.steps / max(bare.episodes, 1), 1),
-                    "hpcne_episode_length": round(ours.steps / max(ours.episodes, 1), 1),
+                    **rollout.compare(bare, ours),
                     "load": round(load.sample(), 2),
                 }
             )
@@ -115,7 +104,7 @@ def throughput(out: Path, *, repeats: int, chunks: int, quick: bool, hidden: int
                 f"{min(ratios):.2f}–{max(ratios):.2f}",
                 f"{med('cpu_ratio'):.2f}",
                 "–" if goal is None else f"≥ {goal} {'met' if med('ratio') >= goal else 'not met'}",
-                f"{med('bare_episode_length'):.0f} / {med('hpcne_episode_length'):.0f}",
+                f"{med('bare_mean_episode_length'):.0f} / {med('hpcne_mean_episode_length'):.0f}",
             ]
         )
     headers = [

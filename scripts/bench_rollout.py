@@ -86,6 +86,32 @@ class Tally:
         self.cpu += cpu
 
 
+def measure(bare: Bare, evolving: Evolving, bare_steps: int, chunks: int) -> tuple[Tally, Tally]:
+    """One repeat: ``chunks`` population evaluations, each between two bare chunks of ``bare_steps``."""
+    bare_tally, ours = Tally(), Tally()
+    for _ in range(chunks):
+        bare.run(bare_steps, bare_tally)
+        evolving.run(ours)
+        bare.run(bare_steps, bare_tally)
+    return bare_tally, ours
+
+
+def compare(bare: Tally, ours: Tally) -> dict[str, float | int]:
+    """The measured columns of one repeat: steps, steps/s and hpcne / bare, by wall clock and CPU time."""
+    return {
+        "bare_steps": bare.steps,
+        "hpcne_steps": ours.steps,
+        "bare_steps_per_s": round(bare.steps / bare.wall, 1),
+        "hpcne_steps_per_s": round(ours.steps / ours.wall, 1),
+        "ratio": round((ours.steps / ours.wall) / (bare.steps / bare.wall), 4),
+        "bare_steps_per_cpu_s": round(bare.steps / bare.cpu, 1),
+        "hpcne_steps_per_cpu_s": round(ours.steps / ours.cpu, 1),
+        "cpu_ratio": round((ours.steps / ours.cpu) / (bare.steps / bare.cpu), 4),
+        "bare_mean_episode_length": round(bare.steps / max(bare.episodes, 1), 1),
+        "hpcne_mean_episode_length": round(ours.steps / max(ours.episodes, 1), 1),
+    }
+
+
 def cases(quick: bool) -> list[Case]:
     """The configurations to measure (smaller ones with ``quick``)."""
     scale = 4 if quick else 1
@@ -194,11 +220,7 @@ def main() -> None:
     rows: list[dict[str, object]] = []
     for repeat in range(args.repeats):
         for case in all_cases:
-            bare, ours = Tally(), Tally()
-            for _ in range(args.chunks):
-                bares[case.env_id].run(case.bare_steps, bare)
-                evolving[case].run(ours)
-                bares[case.env_id].run(case.bare_steps, bare)
+            bare, ours = measure(bares[case.env_id], evolving[case], case.bare_steps, args.chunks)
             row = {
                 "case": case.label,
                 "env": case.env_id,
@@ -207,16 +229,7 @@ def main() -> None:
                 "policy_backend": case.policy_backend,
                 "network": case.network,
                 "repeat": repeat,
-                "bare_steps": bare.steps,
-                "hpcne_steps": ours.steps,
-                "bare_steps_per_s": round(bare.steps / bare.wall, 1),
-                "hpcne_steps_per_s": round(ours.steps / ours.wall, 1),
-                "ratio": round((ours.steps / ours.wall) / (bare.steps / bare.wall), 4),
-                "bare_steps_per_cpu_s": round(bare.steps / bare.cpu, 1),
-                "hpcne_steps_per_cpu_s": round(ours.steps / ours.cpu, 1),
-                "cpu_ratio": round((ours.steps / ours.cpu) / (bare.steps / bare.cpu), 4),
-                "bare_mean_episode_length": round(bare.steps / max(bare.episodes, 1), 1),
-                "hpcne_mean_episode_length": round(ours.steps / max(ours.episodes, 1), 1),
+                **compare(bare, ours),
             }
             rows.append(row)
             print(
