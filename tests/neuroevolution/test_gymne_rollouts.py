@@ -22,16 +22,22 @@ def population(problem: GymNE, n: int, seed: int = 0) -> torch.Tensor:
     return 0.5 * torch.randn((n, problem.solution_length), generator=torch.Generator().manual_seed(seed))
 
 
-def evaluate_rounds(config: dict, values: torch.Tensor, rounds: int = 2, **kwargs) -> tuple[list, np.ndarray | None]:
-    """Fitnesses of ``values`` over several rounds, and the final observation statistics."""
-    problem = GymNE(**{**config, "num_actors": None, "seed": 5, **kwargs})
+def run_rounds(problem: GymNE, values: torch.Tensor, rounds: int = 2) -> list:
+    """The fitnesses of ``values`` in each of ``rounds`` evaluations, then the (interaction, episode) counts."""
     batch = problem.generate_batch(len(values))
-    fitnesses = []
+    fitnesses: list = []
     for _ in range(rounds):
         batch.set_values(values)
         problem.evaluate(batch)
         fitnesses.append(batch.evals[:, 0].tolist())
     fitnesses.append((problem.interaction_count, problem.episode_count))
+    return fitnesses
+
+
+def evaluate_rounds(config: dict, values: torch.Tensor, rounds: int = 2, **kwargs) -> tuple[list, np.ndarray | None]:
+    """Fitnesses of ``values`` over several rounds (in-process), and the final observation statistics."""
+    problem = GymNE(**{**config, "num_actors": None, "seed": 5, **kwargs})
+    fitnesses = run_rounds(problem, values, rounds)
     stats = problem.get_observation_stats().pack() if problem.observation_normalization else None
     return fitnesses, stats
 
@@ -70,13 +76,7 @@ def test_pool_gives_the_serial_results() -> None:
     serial = evaluate_rounds(config, values)
     problem = GymNE(**config, num_actors=2, seed=5)
     try:
-        batch = problem.generate_batch(len(values))
-        fitnesses = []
-        for _ in range(2):
-            batch.set_values(values)
-            problem.evaluate(batch)
-            fitnesses.append(batch.evals[:, 0].tolist())
-        fitnesses.append((problem.interaction_count, problem.episode_count))
+        fitnesses = run_rounds(problem, values)
         assert fitnesses == serial[0]
         assert np.allclose(problem.get_observation_stats().pack(), serial[1], rtol=1e-12)
     finally:
@@ -227,13 +227,7 @@ def test_subclass_path_matches_the_lockstep_path() -> None:
     values = population(GymNE(**config, num_actors=None), 5)
     lockstep = evaluate_rounds(config, values)
     problem = TorchPathGymNE(**config, num_actors=None, seed=5)
-    batch = problem.generate_batch(5)
-    fitnesses = []
-    for _ in range(2):
-        batch.set_values(values)
-        problem.evaluate(batch)
-        fitnesses.append(batch.evals[:, 0].tolist())
-    fitnesses.append((problem.interaction_count, problem.episode_count))
+    fitnesses = run_rounds(problem, values)
     assert fitnesses == lockstep[0]
     assert np.array_equal(problem.get_observation_stats().pack(), lockstep[1])
 
