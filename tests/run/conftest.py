@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from run_helpers import TINY, TINY_OBS_NORM, Cli, Running
+from run_helpers import TINY, TINY_LONG, TINY_OBS_NORM, Cli, Running
 
 
 @pytest.fixture
@@ -38,12 +38,12 @@ def cli(tmp_path: Path) -> Iterator[Cli]:
 
 @pytest.fixture(scope="session")
 def _baselines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Both uninterrupted runs, made side by side (most of their time is starting Python)."""
+    """The uninterrupted runs, made side by side (most of their time is starting Python)."""
     workdir = tmp_path_factory.mktemp("baseline")
     cli = Cli(workdir)
     started = {
         name: (workdir / name, cli.start(["train", *flags, "--workers", "1", "--run-dir", workdir / name]))
-        for name, flags in (("plain", TINY), ("obs_norm", TINY_OBS_NORM))
+        for name, flags in (("plain", TINY), ("obs_norm", TINY_OBS_NORM), ("long", TINY_LONG))
     }
     for _, running in started.values():
         done = running.wait()
@@ -55,6 +55,12 @@ def _baselines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def baseline(_baselines: dict[str, Path]) -> Path:
     """The uninterrupted serial tiny run (TINY) that interrupted runs are compared with. Do not modify it."""
     return _baselines["plain"]
+
+
+@pytest.fixture(scope="session")
+def baseline_long(_baselines: dict[str, Path]) -> Path:
+    """The same run, LONG_GENERATIONS long (TINY_LONG)."""
+    return _baselines["long"]
 
 
 @pytest.fixture(scope="session")

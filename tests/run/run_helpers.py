@@ -42,6 +42,13 @@ workers may differ from serial ones in the last bits."""
 TINY_OBS_NORM = [*TINY, "--obs-norm"]
 """The tiny run with observation normalization (the last flag wins)."""
 
+LONG_GENERATIONS = 60
+"""Generations of the longer tiny run that the stop-signal test interrupts seven times: a stop lands a
+few generations after the one the test saw (a tiny generation takes milliseconds), so the run needs room."""
+
+TINY_LONG = [*TINY, "--generations", str(LONG_GENERATIONS)]
+"""The tiny run, longer (the last flag wins)."""
+
 TIMING_COLUMNS = ("wall_time", "eval_time", "comm_time", "update_time")
 """Result columns that measure time and so differ between otherwise identical runs."""
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from run_helpers import GENERATIONS, TINY, Cli, Running, assert_same_run, load_run
+from run_helpers import LONG_GENERATIONS, TINY, TINY_LONG, Cli, Running, assert_same_run, load_run
 
 from hpcne.run import EXIT_PREEMPTED
 
@@ -41,19 +41,22 @@ def wait_for_ranks(running: Running, timeout: float = 60.0) -> list[int]:
 def stop_once(cli: Cli, run_dir: Path, signame: str, backend: str, done_before: int) -> int:
     """Start (or resume) the run, signal it once it has logged a new generation; return where it stopped."""
     layout = {"serial": ["--workers", "1"], "pool": ["--workers", "2"], "mpi": []}[backend]
-    running: Running = cli.start(["train", *TINY, *layout, "--run-dir", run_dir], ranks=2 if backend == "mpi" else 0)
+    ranks = 2 if backend == "mpi" else 0
+    running: Running = cli.start(["train", *TINY_LONG, *layout, "--run-dir", run_dir], ranks=ranks)
     # Find the ranks before the run gets going: scanning /proc takes longer than a tiny generation,
     # and the signal must arrive before the run's last one.
-    ranks = wait_for_ranks(running) if backend == "mpi" else []
+    rank_pids = wait_for_ranks(running) if backend == "mpi" else []
     running.wait_rows(run_dir, done_before + (3 if done_before == 0 else 1))
     sig = getattr(signal, signame)
     if backend == "mpi":
-        for pid in ranks:
+        for pid in rank_pids:
             os.kill(pid, sig)
     else:
         running.send(sig, group=True)
     done = running.wait()
     context = f"{signame} to the {backend} run:\n{done.output}"
+    finished = f"reached {LONG_GENERATIONS} generations" in done.stdout
+    assert not finished, f"the run ended before the signal came:\n{context}"
     assert done.returncode == EXIT_PREEMPTED, context
     if done_before:
         assert f"resuming {run_dir} from generation {done_before}" in done.stdout, context
@@ -62,7 +65,7 @@ def stop_once(cli: Cli, run_dir: Path, signame: str, backend: str, done_before: 
     assert f"Run the same command (or `hpcne resume {run_dir}`) to continue. Exit status 75." in done.stdout, context
     assert "Traceback" not in done.stderr, context
     generation = int(found.group(1))
-    assert done_before < generation < GENERATIONS, context
+    assert done_before < generation < LONG_GENERATIONS, context
     assert (run_dir / "checkpoints" / f"ckpt-{generation:08d}.h5").exists(), context
     record = load_run(run_dir)
     assert record.checkpoint_generation == generation, context
@@ -73,7 +76,9 @@ def stop_once(cli: Cli, run_dir: Path, signame: str, backend: str, done_before: 
 
 
 @pytest.mark.slow
-def test_every_stop_signal_checkpoints_and_the_resumed_run_is_exact(cli: Cli, baseline: Path, tmp_path: Path) -> None:
+def test_every_stop_signal_checkpoints_and_the_resumed_run_is_exact(
+    cli: Cli, baseline_long: Path, tmp_path: Path
+) -> None:
     run_dir = tmp_path / "run"
     generation = 0
     for signame, backend in STOPS:
@@ -81,7 +86,7 @@ def test_every_stop_signal_checkpoints_and_the_resumed_run_is_exact(cli: Cli, ba
     done = cli.run(["resume", run_dir])
     assert done.returncode == 0, done.output
     assert f"resuming {run_dir} from generation {generation}" in done.stdout, done.output
-    assert_same_run(run_dir, baseline)
+    assert_same_run(run_dir, baseline_long, generations=LONG_GENERATIONS)
 
 
 @pytest.mark.slow
