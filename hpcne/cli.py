@@ -38,6 +38,7 @@ _TRAIN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--device", {"choices": ["cpu", "cuda"], "help": "cuda: each worker's policies on a GPU of its node"}),
     ("--eval-center-every", {"type": int}),
     ("--log-interval", {"type": int}),
+    ("--hang-timeout", {"type": float, "help": "seconds a worker may go without a new episode (0: off; 600)"}),
 ]
 
 
@@ -109,6 +110,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from hpcne.parallel import signals
     from hpcne.parallel.runtime import use_backend
     from hpcne.run import EXIT_OK, EXIT_USAGE, Trainer, build_problem
+    from hpcne.watchdog import set_hang_timeout
 
     signals.install_stop_handlers()  # first: a signal while starting up stops after the first generation
     comm = _comm()
@@ -139,6 +141,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"launch a single process for the {config.backend} backend."
         )
     use_backend(config.backend)
+    set_hang_timeout(config.hang_timeout)
     problem, error = None, None
     try:
         problem = build_problem(config)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from hpcne.watchdog import DEFAULT_HANG_TIMEOUT
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -38,6 +41,7 @@ MUTABLE_KEYS = frozenset(
         "device",
         "num_subbatches",
         "subbatch_size",
+        "hang_timeout",
     }
 )
 
@@ -81,6 +85,8 @@ class RunConfig:
         eval_center_every: Evaluate the center policy every this many generations (0: never).
         center_episodes: Episodes of each center evaluation.
         log_interval: Print a progress line every this many generations (batch logs).
+        hang_timeout: Seconds an evaluating worker may go without starting a solution or an episode
+            before it counts as hung and ends the run with its stack (0: never; see hpcne.watchdog).
     """
 
     env: str = "CartPole-v1"
@@ -112,6 +118,7 @@ class RunConfig:
     eval_center_every: int = 1
     center_episodes: int = 1
     log_interval: int = 1
+    hang_timeout: float = DEFAULT_HANG_TIMEOUT
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "the configuration") -> RunConfig:
@@ -147,6 +154,9 @@ class RunConfig:
             raise ConfigError(
                 f"policy_backend must be one of {', '.join(POLICY_BACKENDS)}; got {self.policy_backend!r}."
             )
+        timeout = self.hang_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 <= timeout < math.inf:
+            raise ConfigError(f"hang_timeout must be a number of seconds, 0 to turn it off; got {timeout!r}.")
         if self.device not in ("cpu", "cuda"):
             raise ConfigError(f"device must be 'cpu' or 'cuda'; got {self.device!r}.")
         if not isinstance(self.eval_center_every, int) or self.eval_center_every < 0:

@@ -22,6 +22,7 @@ import torch
 
 from hpcne.seeding import derive_seed, fresh_seed
 from hpcne.tools import as_numpy, numpy_dtype_of
+from hpcne.watchdog import beat
 
 if TYPE_CHECKING:
     from hpcne.parallel import Runtime
@@ -565,6 +566,7 @@ class Problem:
         batch = SolutionBatch(self, values=torch.from_numpy(values))
         if self._vectorized or type(self)._evaluate_batch is not Problem._evaluate_batch:
             self._active_generator = self._solution_generator(eval_round, first_index)
+            beat()
             try:
                 self._evaluate_batch(batch)
             finally:
@@ -573,6 +575,7 @@ class Problem:
             for i, solution in enumerate(batch):
                 self._eval_position = (eval_round, first_index + i)
                 self._active_generator = self._solution_generator(*self._eval_position)
+                beat()
                 try:
                     self._evaluate(solution)
                 except Exception as err:

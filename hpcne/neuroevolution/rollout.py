@@ -27,6 +27,7 @@ import numpy as np
 
 from hpcne.core import annotate_solution
 from hpcne.neuroevolution.policies import BatchedPolicy
+from hpcne.watchdog import beat
 
 __all__ = ["EpisodeSettings", "RolloutResult", "run_lockstep"]
 
@@ -169,6 +170,7 @@ def run_lockstep(
         t_of[slot] = 0
         ret[slot] = 0.0
         noise[slot] = noise_rng(sol, ep) if use_noise else None  # type: ignore[misc]
+        beat()
         obs, _ = envs[slot].reset(seed=episode_seed(sol, ep))
         return obs if flat_obs else np.reshape(obs, -1)
 

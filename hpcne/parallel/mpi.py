@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import socket
 import sys
 from collections import deque
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from hpcne import watchdog
 from hpcne.core import EvalResult, Problem
 from hpcne.parallel import signals
 from hpcne.parallel.errors import WorkerError, WorkerReleased
@@ -89,6 +91,7 @@ class MPIRuntime:
         self.comm = (comm if comm is not None else MPI.COMM_WORLD).Dup()
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.is_main = self.rank == 0
+        watchdog.configure(f"rank {self.rank} (pid {os.getpid()}) on host {socket.gethostname()}", MPI.COMM_WORLD.Abort)
         self.num_workers = self.size
         self.stop_requested = False
         self.compute_seconds = 0.0

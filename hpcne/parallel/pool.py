@@ -15,6 +15,7 @@ from multiprocessing.connection import Connection, wait
 
 import numpy as np
 
+from hpcne import watchdog
 from hpcne.core import EvalResult, Problem
 from hpcne.parallel import signals
 from hpcne.parallel.devices import choose_device
@@ -45,6 +46,7 @@ def _detach() -> None:
 def _serve(problem: Problem, conn: Connection, index: int) -> None:
     """Worker loop: receive pieces, evaluate them, send results back, until told to stop."""
     _detach()
+    watchdog.configure(f"pool worker {index} (pid {os.getpid()}) on host {socket.gethostname()}")
     try:
         problem._on_worker_start()
         place_problem(problem, index, single_threaded=True)
@@ -192,6 +194,8 @@ class PoolRuntime:
         proc.join(timeout=5)
         code = proc.exitcode
         how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
+        if code == watchdog.EXIT_HUNG:
+            how += " (its hang detection: no progress for too long; its report and stack are on stderr above)"
         self.close(force=True)
         return WorkerError(
             w,

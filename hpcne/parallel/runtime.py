@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import torch
 
+from hpcne import watchdog
 from hpcne.parallel import signals
 from hpcne.parallel.devices import choose_device, env_local_rank
 from hpcne.parallel.launch import install_mpi_excepthook, launcher_world_size
 from hpcne.parallel.threads import limit_threads
+from hpcne.parallel.worker import describe_piece
 
 if TYPE_CHECKING:
     from hpcne.core import EvalResult, Problem
@@ -69,11 +71,13 @@ class SerialRuntime:
         self.stop_requested = False
         self.compute_seconds = 0.0
         self.devices = [place_problem(problem, env_local_rank() or 0, single_threaded=False)]
+        watchdog.configure(f"the evaluating process (pid {os.getpid()}) on host {self.devices[0][0]}")
 
     def evaluate(self, values: np.ndarray, eval_round: int) -> EvalResult:
         """Evaluate all rows here."""
         started = time.perf_counter()
-        result = self._problem._evaluate_local(values, 0, eval_round)
+        with watchdog.watching(describe_piece(0, len(values), eval_round)):
+            result = self._problem._evaluate_local(values, 0, eval_round)
         self.compute_seconds = result.seconds = time.perf_counter() - started
         self.stop_requested = signals.stop_requested()
         return result
@@ -163,6 +167,7 @@ def make_runtime(problem: Problem) -> Runtime:
     silences the start-up line.
     """
     backend = _choose_backend(problem)
+    watchdog.hang_timeout()  # a bad HPCNE_HANG_TIMEOUT fails here, not in a worker
     runtime: Runtime
     if backend == "mpi":
         from hpcne.parallel.mpi import MPIRuntime

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from hpcne.core import EvalResult, Problem
+from hpcne.watchdog import watching
 
-__all__ = ["Failure", "describe_exception", "evaluate_piece"]
+__all__ = ["Failure", "describe_exception", "describe_piece", "evaluate_piece"]
 
 
 @dataclass
@@ -29,6 +30,12 @@ def describe_exception(err: BaseException) -> Failure:
     return Failure(socket.gethostname(), getattr(err, "hpcne_solution_index", None), text)
 
 
+def describe_piece(start: int, count: int, eval_round: int) -> str:
+    """``"solutions 8-11 of round 3"``: a piece of a population, for messages."""
+    rows = f"solution {start}" if count == 1 else f"solutions {start}-{start + count - 1}"
+    return f"{rows} of evaluation round {eval_round}"
+
+
 def evaluate_piece(problem: Problem, values: np.ndarray, start: int, eval_round: int) -> EvalResult | Failure:
     """Evaluate rows ``start, start+1, ...`` of a round; turn an exception into a :class:`Failure`.
 
@@ -39,7 +46,8 @@ def evaluate_piece(problem: Problem, values: np.ndarray, start: int, eval_round:
         return EvalResult(np.empty(0))
     started = time.perf_counter()
     try:
-        result = problem._evaluate_local(values, start, eval_round)
+        with watching(describe_piece(start, len(values), eval_round)):
+            result = problem._evaluate_local(values, start, eval_round)
     except Exception as err:
         return describe_exception(err)
     result.seconds = time.perf_counter() - started

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -78,6 +79,18 @@ class BadStepEnv(gym.Wrapper):
         return self.env.step(action)
 
 
+class HangingEnv(gym.Wrapper):
+    """CartPole whose step never returns on the last rank (or in a pool worker): a hung simulator."""
+
+    def __init__(self) -> None:
+        super().__init__(gym.make("CartPole-v1"))
+
+    def step(self, action: Any) -> Any:
+        if on_last_rank():
+            time.sleep(3600)
+        return self.env.step(action)
+
+
 def scenario_raise() -> Problem:
     return NEProblem("max", "Linear(2, 1)", raising_eval, seed=1, num_actors=2)
 
@@ -88,6 +101,10 @@ def scenario_kill() -> Problem:
 
 def scenario_bad_step() -> Problem:
     return GymNE(BadStepEnv, "Linear(obs_length, act_length)", seed=1, num_actors=2)
+
+
+def scenario_hang() -> Problem:
+    return GymNE(HangingEnv, "Linear(obs_length, act_length)", seed=1, num_actors=2)
 
 
 def scenario_nan() -> Problem:
@@ -117,6 +134,7 @@ SCENARIOS: dict[str, tuple[Callable[[], Problem], int]] = {
     "raise": (scenario_raise, 3),
     "kill": (scenario_kill, 3),
     "bad_step": (scenario_bad_step, CARTPOLE_WIDTH),
+    "hang": (scenario_hang, CARTPOLE_WIDTH),
     "nan": (scenario_nan, PENDULUM_WIDTH),
     "build": (scenario_build, CARTPOLE_WIDTH),
     "lazy_build": (scenario_lazy_build, 3),

@@ -17,9 +17,9 @@ from scenarios import BAD, SCENARIOS, population
 from hpcne.parallel import WorkerError
 
 
-def failed_run(scenario: str, *, ranks: int | None) -> str:
+def failed_run(scenario: str, *, ranks: int | None, **env: str) -> str:
     """Run a scenario that must fail; return its output (the launcher's and every rank's)."""
-    done = run_script("scenarios.py", scenario, ranks=ranks, env={"HPCNE_QUIET": "0"})
+    done = run_script("scenarios.py", scenario, ranks=ranks, env={"HPCNE_QUIET": "0", **env})
     output = done.stdout + done.stderr
     assert done.returncode != 0, output
     assert "TIMED OUT" not in output, output
@@ -55,6 +55,16 @@ def test_a_killed_rank_ends_the_job() -> None:
     assert "Killed (signal 9)" in output
 
 
+def test_a_hung_rank_ends_the_job_with_its_stack() -> None:
+    output = failed_run("hang", ranks=3, HPCNE_HANG_TIMEOUT="2")
+    assert re.search(
+        r"hpcne: rank 2 \(pid \d+\) on host \S+ made no progress for 2 s while evaluating solutions 8-11 of "
+        r"evaluation round \d+",
+        output,
+    ), output
+    assert re.search(r'File ".*scenarios.py", line \d+ in step', output), output  # where it hung
+
+
 def test_a_rank_that_cannot_build_its_problem_ends_the_job_before_any_work() -> None:
     stderr = failed_run("build", ranks=3)
     assert re.search(r"hpcne: rank 2 on host \S+ failed:", stderr)
@@ -82,10 +92,12 @@ def test_a_failing_pool_worker_ends_the_script_with_one_message() -> None:
         ("nan", rf"failed while evaluating solution {BAD}:(.|\n)*non-finite action"),
         ("bad_step", r"failed while evaluating solution \d+:(.|\n)*simulator lost its connection"),
         ("kill", r"pool worker \d on host \S+ failed:\nWorker process \d+ was killed by signal 9 while evaluating"),
+        ("hang", r"pool worker \d on host \S+ failed:\nWorker process \d+ exited with code 124 \(its hang detection"),
     ],
 )
 def test_pool_worker_failures_raise_worker_error(monkeypatch: pytest.MonkeyPatch, scenario: str, message: str) -> None:
     monkeypatch.setenv("SCENARIO_PARENT", str(os.getpid()))  # scenarios fail in workers, never here
+    monkeypatch.setenv("HPCNE_HANG_TIMEOUT", "1")
     build, width = SCENARIOS[scenario]
     problem = build()
     workers = list(problem.runtime._procs)

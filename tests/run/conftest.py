@@ -79,6 +79,7 @@ def in_process(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPat
     from hpcne.parallel import runtime, signals
 
     monkeypatch.setenv("HPCNE_QUIET", "1")
+    monkeypatch.setenv("HPCNE_HANG_TIMEOUT", "600")  # `train` sets it; this puts it back afterwards
     monkeypatch.delenv("HPCNE_BACKEND", raising=False)
     saved = {sig: signal.getsignal(sig) for sig in signals.STOP_SIGNALS}
 

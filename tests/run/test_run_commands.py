@@ -153,6 +153,7 @@ def test_info_under_mpi_prints_every_rank(cli: Cli) -> None:
         (None, ["--env", "NoSuchEnv-v0"], "Could not create the environment 'NoSuchEnv-v0'"),
         (None, ["--network", "Linear(3, 4)"], "The network cannot take an observation of length obs_length=4"),
         (None, ["--opt", "radius_init=-1"], "Bad options for algo 'pgpe'"),
+        (None, ["--hang-timeout", "-5"], "hang_timeout must be a number of seconds, 0 to turn it off; got -5.0."),
     ],
 )
 def test_bad_input_is_a_clear_error(in_process, tmp_path: Path, toml: str | None, flags: list, expected: str) -> None:
@@ -210,6 +211,17 @@ def test_tiny_flags_are_valid(in_process, tmp_path: Path) -> None:
 
     config = _resolve_config(_parser().parse_args(["train", *TINY, "--run-dir", str(tmp_path)]))
     assert config.generations == GENERATIONS and config.observation_normalization is False
+
+
+def test_hang_timeout_reaches_the_workers_and_a_resume_may_change_it(in_process, tmp_path: Path) -> None:
+    import os
+
+    status, out, err = in_process(["train", *TINY, "--generations", "1", "--hang-timeout", "30", "--run-dir", tmp_path])
+    assert status == 0, out + err
+    assert os.environ["HPCNE_HANG_TIMEOUT"] == "30.0"  # inherited by pool workers; every MPI rank sets its own
+    status, out, err = in_process(["train", *TINY, "--generations", "2", "--hang-timeout", "0", "--run-dir", tmp_path])
+    assert status == 0, out + err
+    assert os.environ["HPCNE_HANG_TIMEOUT"] == "0.0"
 
 
 def test_device_cuda_maps_workers_to_gpus_and_falls_back_to_the_cpu(
