@@ -60,7 +60,7 @@ def hang_timeout() -> float | None:
         seconds = float(text)
     except ValueError:
         seconds = -1.0
-    if not seconds >= 0:  # also NaN
+    if not 0 <= seconds < float("inf"):  # also NaN
         raise ValueError(f"{_ENV}={text!r} is not a number of seconds; use e.g. 600, or 0 to turn hang detection off.")
     return seconds or None
 

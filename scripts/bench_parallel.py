@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import statistics
 import subprocess
@@ -47,6 +48,7 @@ TASKS: dict[str, dict[str, Any]] = {
         "popsize": 20,
         "episode_length": 1000,
         "stdev_init": 0.1,
+        "bare_steps": 20_000,  # per process, for the ceiling (a few seconds, as the runs above)
     },
     "cartpole": {
         "env": "CartPole-v1",
@@ -54,6 +56,7 @@ TASKS: dict[str, dict[str, Any]] = {
         "popsize": 400,
         "episode_length": None,
         "stdev_init": 0.5,
+        "bare_steps": 100_000,
     },
 }
 HERE = Path(__file__).resolve()
@@ -99,6 +102,40 @@ def measure_efficiency(task: str, workers: int | None, generations: int) -> dict
         "workers": runtime.num_workers,
         "runtime": type(runtime).__name__,
     }
+
+
+def _bare_loop(env_id: str, steps: int, start: Any, seconds: Any) -> None:
+    """After ``start`` (a barrier), take ``steps`` random-action steps on ``env_id``; put the seconds taken."""
+    sys.path.insert(0, str(HERE.parent))
+    from bench_rollout import Bare, Tally
+
+    bare, tally = Bare(env_id), Tally()
+    bare.run(1_000, Tally())  # warm-up
+    start.wait()
+    bare.run(steps, tally)
+    seconds.put(tally.wall)
+
+
+def measure_ceiling(task: str, processes: int) -> dict[str, Any]:
+    """Bare ``env.step`` loops in ``processes`` processes at once: what any parallel runtime can reach here.
+
+    Each process takes the same number of steps, as workers evaluate equal shares of a generation,
+    and the time is that of the slowest, as a generation waits for its slowest worker. Against one
+    process this gives the machine's own parallel efficiency (shared caches and memory bandwidth,
+    a hypervisor's scheduling, per-core speed differences): the ceiling of hpcne's.
+    """
+    ctx = mp.get_context("fork")
+    steps = TASKS[task]["bare_steps"]
+    start, seconds = ctx.Barrier(processes), ctx.Queue()
+    workers = [
+        ctx.Process(target=_bare_loop, args=(TASKS[task]["env"], steps, start, seconds)) for _ in range(processes)
+    ]
+    for w in workers:
+        w.start()
+    slowest = max(seconds.get(timeout=600) for _ in workers)
+    for w in workers:
+        w.join()
+    return {"steps": steps * processes, "seconds": slowest, "workers": processes}
 
 
 def measure_overhead(rounds: int, params: int) -> dict[str, Any] | None:
@@ -196,9 +233,15 @@ EFFICIENCY_LAYOUTS: list[tuple[str, list[str], int | None, dict[str, str]]] = [
 OVERHEAD_LAYOUTS: list[tuple[str, int | None]] = [("serial", None), ("MPI, 2 ranks", 2), ("MPI, 3 ranks", 3)]
 
 
+CEILING_LAYOUTS = [("bare env.step, 1 process", 1), ("bare env.step, 2 processes at once (the ceiling)", 2)]
+
+
 def efficiency_table(task: str, repeats: int, generations: int) -> str:
-    """Median steps/s per layout; the layouts take turns, so that they share the machine's load alike."""
-    rates: dict[str, list[float]] = {label: [] for label, *_ in EFFICIENCY_LAYOUTS}
+    """Median steps/s per layout; the layouts take turns, so that they share the machine's load alike.
+
+    The bare ``env.step`` rows give the machine's own efficiency at 2 processes, measured in the same turns.
+    """
+    rates: dict[str, list[float]] = {label: [] for label, *_ in [*EFFICIENCY_LAYOUTS, *CEILING_LAYOUTS]}
     loads = []
     for _ in range(repeats):
         for label, extra, ranks, env in EFFICIENCY_LAYOUTS:
@@ -206,13 +249,18 @@ def efficiency_table(task: str, repeats: int, generations: int) -> str:
             run = launch(args, ranks=ranks, env=env)
             rates[label].append(run["steps"] / run["seconds"])
             loads.append(os.getloadavg()[0])
-    baseline = statistics.median(rates[EFFICIENCY_LAYOUTS[0][0]])
+        for label, processes in CEILING_LAYOUTS:
+            args = ["ceiling", "--task", task, "--workers", str(processes)]
+            run = launch(args, ranks=None)
+            rates[label].append(run["steps"] / run["seconds"])
     rows = []
-    for label, extra, ranks, _ in EFFICIENCY_LAYOUTS:
-        evaluating = 2 if ranks is not None or extra else 1
-        rate = statistics.median(rates[label])
-        spread = f"{min(rates[label]):,.0f}–{max(rates[label]):,.0f}"
-        rows.append(f"| {label} | {evaluating} | {rate:,.0f} | {spread} | {rate / (evaluating * baseline):.2f} |")
+    layouts = [(label, 2 if ranks is not None or extra else 1) for label, extra, ranks, _ in EFFICIENCY_LAYOUTS]
+    for group, baseline_label in ((layouts, layouts[0][0]), (CEILING_LAYOUTS, CEILING_LAYOUTS[0][0])):
+        baseline = statistics.median(rates[baseline_label])
+        for label, evaluating in group:
+            rate = statistics.median(rates[label])
+            spread = f"{min(rates[label]):,.0f}–{max(rates[label]):,.0f}"
+            rows.append(f"| {label} | {evaluating} | {rate:,.0f} | {spread} | {rate / (evaluating * baseline):.2f} |")
     spec = TASKS[task]
     header = (
         f"**{spec['env']}**, popsize {spec['popsize']}, {generations} generations, {repeats} runs "
@@ -248,7 +296,7 @@ def overhead_table(repeats: int, rounds: int, params: int) -> str:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "measure":
         parser = argparse.ArgumentParser(prog="bench_parallel.py measure")
-        parser.add_argument("what", choices=["efficiency", "overhead"])
+        parser.add_argument("what", choices=["efficiency", "ceiling", "overhead"])
         parser.add_argument("--task", choices=sorted(TASKS), default="cartpole")
         parser.add_argument("--workers", type=int, default=None)
         parser.add_argument("--generations", type=int, default=3)
@@ -257,6 +305,8 @@ def main() -> None:
         args = parser.parse_args(sys.argv[2:])
         if args.what == "efficiency":
             result = measure_efficiency(args.task, args.workers, args.generations)
+        elif args.what == "ceiling":
+            result = measure_ceiling(args.task, args.workers or 1)
         else:
             result = measure_overhead(args.rounds, args.params)
         if result is not None:

@@ -80,7 +80,7 @@ def test_a_fork_inside_a_watched_evaluation_is_safe() -> None:
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.parametrize("text", ["soon", "-1", "nan"])
+@pytest.mark.parametrize("text", ["soon", "-1", "nan", "inf"])
 def test_a_bad_setting_is_refused_before_any_work(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
     from hpcne.core import Problem
 
