@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import ROOT, machine_notes
 from benchmarks.tasks import SOLVE_TASKS, SPEED_TASKS
@@ -61,40 +62,29 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--out", type=Path, default=None, help=f"CSV file (default {RESULTS}/{name}.csv)")
         return command
 
+    def add_tasks(command: argparse.ArgumentParser, known: dict[str, Any], default: str) -> None:
+        help_text = f"default {default}; among {', '.join(known)}"
+        command.add_argument("--tasks", type=_tasks(known), default=None, help=help_text)
+
     command = add("throughput", "per-core steps/s vs bare env.step (2-3 min)")
     command.add_argument("--repeats", type=int, default=3)
     command.add_argument("--chunks", type=int, default=3, help="evaluations per repeat, each between bare chunks")
 
     command = add("scaling", "1-4 MPI ranks: steps/s, efficiency, time split (4-5 min)")
-    command.add_argument(
-        "--tasks",
-        type=_tasks(SPEED_TASKS),
-        default=None,
-        help=f"default halfcheetah,cartpole; among {', '.join(SPEED_TASKS)}",
-    )
+    add_tasks(command, SPEED_TASKS, "halfcheetah,cartpole")
     command.add_argument("--ranks", type=_int_list, default=[1, 2, 3, 4])
     command.add_argument("--repeats", type=int, default=3)
     command.add_argument("--generations", type=int, default=None, help="timed generations (default per task)")
 
     command = add("evotorch", "hpcne vs EvoTorch: steps/s and s/generation (8-14 min, + EvoTorch install once)")
-    command.add_argument(
-        "--tasks",
-        type=_tasks(SPEED_TASKS),
-        default=None,
-        help=f"default cartpole,cartpole-balancing,halfcheetah; among {', '.join(SPEED_TASKS)}",
-    )
+    add_tasks(command, SPEED_TASKS, "cartpole,cartpole-balancing,halfcheetah")
     command.add_argument("--workers", type=_int_list, default=[1, 2])
     command.add_argument("--repeats", type=int, default=2)
     command.add_argument("--generations", type=int, default=None, help="timed generations (default per task)")
     command.add_argument("--ray-single", action="store_true", help="also run EvoTorch with one Ray actor")
 
     command = add("solve", "hpcne vs EvoTorch: time to a target return (4-6 min)")
-    command.add_argument(
-        "--tasks",
-        type=_tasks(SOLVE_TASKS),
-        default=None,
-        help=f"default cartpole,hopper; among {', '.join(SOLVE_TASKS)}",
-    )
+    add_tasks(command, SOLVE_TASKS, "cartpole,hopper")
     command.add_argument("--seeds", type=_int_list, default=[1])
     command.add_argument("--workers", type=int, default=1, help="1: in-process both; N: MPI vs Ray")
     command.add_argument("--max-seconds", type=float, default=240.0, help="budget per run")

@@ -54,7 +54,7 @@ def test_a_hang_that_holds_the_gil_is_caught_by_faulthandler() -> None:
 
 
 def test_steady_progress_never_trips_it() -> None:
-    done = run("time.sleep(0.6)")  # 2.4 s in all, but a new solution every 0.6 s
+    done = run("time.sleep(0.8)", timeout="2")  # 3.2 s in all, but a new solution every 0.8 s
     assert done.returncode == 0, done.stderr
     assert "finished" in done.stdout
 
@@ -68,6 +68,7 @@ def test_a_fork_inside_a_watched_evaluation_is_safe() -> None:
     """faulthandler's countdown does not survive a fork: a child that inherited it armed would deadlock."""
     done = run(
         textwrap.dedent("""
+        time.sleep(0.3)  # the watchdog thread has armed faulthandler by now
         pid = os.fork()
         if pid == 0:
             from hpcne import watchdog
