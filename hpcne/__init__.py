@@ -10,4 +10,19 @@ from hpcne.parallel.launch import prepare_mpi_job
 
 prepare_mpi_job()
 
-__all__ = ["__version__"]
+# EvoTorch's top level: the core classes, and the subpackages reachable as attributes.
+from hpcne import algorithms, logging, neuroevolution, optimizers, tools  # noqa: E402
+from hpcne.problem import Problem  # noqa: E402
+from hpcne.solution import Solution, SolutionBatch  # noqa: E402
+
+__all__ = [
+    "Problem",
+    "Solution",
+    "SolutionBatch",
+    "__version__",
+    "algorithms",
+    "logging",
+    "neuroevolution",
+    "optimizers",
+    "tools",
+]

@@ -10,6 +10,7 @@ import torch
 
 from hpcne.core import STREAM_SEARCHER, Problem, SolutionBatch
 from hpcne.seeding import derive_seed
+from hpcne.tools.hook import Hook
 
 __all__ = ["Hook", "SearchAlgorithm", "check_int", "check_obj_index", "check_positive"]
 
@@ -40,29 +41,6 @@ def _batch_state(batch: SolutionBatch) -> dict[str, torch.Tensor]:
 
 def _batch_from_state(problem: Problem, state: Mapping[str, torch.Tensor]) -> SolutionBatch:
     return SolutionBatch(problem, values=state["values"].clone(), evals=state["evals"].clone())
-
-
-class Hook(list):
-    """A list of functions called together; calling the hook returns their merged dict results."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """Call every function in order and merge the dicts they return (None is ignored).
-
-        Raises:
-            TypeError: If a function returns something other than a dict or None.
-        """
-        merged: dict[str, Any] = {}
-        for function in self:
-            result = function(*args, **kwargs)
-            if result is None:
-                continue
-            if not isinstance(result, Mapping):
-                raise TypeError(
-                    f"Hook function {function!r} returned a {type(result).__name__}; "
-                    "hook functions must return a dict (merged into the status) or None."
-                )
-            merged.update(result)
-        return merged
 
 
 class SearchAlgorithm:
@@ -119,7 +97,7 @@ class SearchAlgorithm:
         self.step_count += 1
         self._track_best()
         self._status = self._compose_status()
-        self._status.update(self.after_step_hook())
+        self._status.update(self.after_step_hook() or {})
         self.log_hook(dict(self._status))
 
     def run(self, num_generations: int) -> None:

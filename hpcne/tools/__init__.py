@@ -8,7 +8,20 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["as_numpy", "device_of", "dtype_of", "numpy_dtype_of"]
+from hpcne.tools.dtypes import DType, to_numpy_dtype, to_torch_dtype
+from hpcne.tools.hook import Hook
+
+__all__ = [
+    "DType",
+    "Hook",
+    "as_numpy",
+    "device_of",
+    "dtype_of",
+    "make_uniform",
+    "numpy_dtype_of",
+    "to_numpy_dtype",
+    "to_torch_dtype",
+]
 
 
 def dtype_of(x: nn.Module | torch.Tensor) -> torch.dtype:
@@ -53,3 +66,29 @@ def as_numpy(x: Any, dtype: np.dtype | str | None = None) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
     return np.asarray(x, dtype=dtype)
+
+
+def make_uniform(
+    *size: Any,
+    lb: Any = None,
+    ub: Any = None,
+    dtype: Any = None,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """A tensor of ``size`` drawn uniformly from ``[lb, ub)`` (default ``[0, 1)``).
+
+    Integer dtypes draw from ``lb..ub`` inclusive; ``torch.bool`` draws fair coin flips.
+    """
+    if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)):
+        size = tuple(size[0])
+    dtype = torch.float32 if dtype is None else to_torch_dtype(dtype)
+    if dtype == torch.bool:
+        return torch.randint(0, 2, size, generator=generator, device=device).to(torch.bool)
+    if not dtype.is_floating_point:
+        low, high = int(0 if lb is None else lb), int(1 if ub is None else ub)
+        return torch.randint(low, high + 1, size, generator=generator, device=device, dtype=dtype)
+    u = torch.rand(size, generator=generator, device=device, dtype=dtype)
+    lo = torch.as_tensor(0.0 if lb is None else lb, dtype=dtype, device=u.device)
+    hi = torch.as_tensor(1.0 if ub is None else ub, dtype=dtype, device=u.device)
+    return lo + u * (hi - lo)
