@@ -22,10 +22,13 @@ import torch
 from hpcne.seeding import derive_seed, fresh_seed
 from hpcne.solution import EvalResult, Solution, SolutionBatch, annotate_solution
 from hpcne.tools import as_numpy, numpy_dtype_of
+from hpcne.tools.dtypes import to_torch_dtype
+from hpcne.tools.hook import Hook
 from hpcne.watchdog import beat
 
 if TYPE_CHECKING:
     from hpcne.parallel import Runtime
+    from hpcne.tools.dtypes import DType
 
 __all__ = ["STREAM_EVALUATION", "STREAM_PROBLEM", "STREAM_SEARCHER", "ObjectiveSense", "Problem"]
 
@@ -38,6 +41,8 @@ STREAM_SEARCHER = 2
 
 
 def _check_sense(sense: Any) -> ObjectiveSense:
+    if isinstance(sense, (list, tuple)) and len(sense) == 1:
+        sense = sense[0]  # EvoTorch's one-objective list form
     if sense not in ("min", "max"):
         raise ValueError(
             f"objective_sense must be 'min' or 'max'; got {sense!r}. "
@@ -52,6 +57,15 @@ def _check_positive_int(name: str, value: Any, *, allow_none: bool = True) -> in
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive int or None; got {value!r}.")
     return int(value)
+
+
+def _check_dtype(name: str, dtype: Any, default: torch.dtype) -> torch.dtype:
+    if dtype is None:
+        return default
+    try:
+        return to_torch_dtype(dtype)
+    except TypeError as err:
+        raise ValueError(f"{name}: {err} Use a numeric dtype such as 'float32', 'int64' or torch.bool.") from None
 
 
 def _check_num_actors(value: Any) -> int | str | None:
@@ -79,8 +93,10 @@ class Problem:
         initial_bounds: tuple[Any, Any] | None = None,
         bounds: tuple[Any, Any] | None = None,
         solution_length: int | None = None,
-        dtype: torch.dtype | None = None,
-        eval_dtype: torch.dtype | None = None,
+        dtype: DType | None = None,
+        eval_dtype: DType | None = None,
+        eval_data_length: int | None = None,
+        store_solution_stats: bool | None = None,
         device: torch.device | str | None = None,
         seed: int | None = None,
         num_actors: int | str | None = None,
@@ -99,8 +115,13 @@ class Problem:
             initial_bounds: ``(lower, upper)`` for drawing initial solutions (scalars or per-dim).
             bounds: Hard ``(lower, upper)`` bounds, used by searchers that clip (e.g. GA).
             solution_length: Number of decision values.
-            dtype: Dtype of decision values (default float32).
+            dtype: Dtype of decision values (default float32): a torch or numpy dtype or its name.
+                Integer and boolean dtypes suit the genetic algorithm's operators.
             eval_dtype: Dtype of evaluations (default float64).
+            eval_data_length: Extra evaluation columns per solution, after the fitness
+                (``batch.evals[:, 1:]``); kept when evaluating in this process.
+            store_solution_stats: Keep the best and worst solutions ever evaluated and report
+                them in :attr:`status` (``best``, ``worst``, ``best_eval``, ``worst_eval``).
             device: Where solution tensors live (default cpu).
             seed: The run seed; all randomness derives from it. Drawn and recorded when None.
             num_actors: Parallel workers: None/0/1 in-process, an int or ``"max"`` for a local
@@ -116,8 +137,14 @@ class Problem:
         self._vectorized = bool(vectorized)
         if objective_func is not None and not callable(objective_func):
             raise TypeError(f"objective_func must be callable; got {type(objective_func).__name__}.")
-        self.dtype = torch.float32 if dtype is None else dtype
-        self.eval_dtype = torch.float64 if eval_dtype is None else eval_dtype
+        self.dtype = _check_dtype("dtype", dtype, torch.float32)
+        self.eval_dtype = _check_dtype("eval_dtype", eval_dtype, torch.float64)
+        self.eval_data_length = _check_positive_int("eval_data_length", eval_data_length or None) or 0
+        self.store_solution_stats = bool(store_solution_stats)
+        self._solution_stats: dict[str, Solution] = {}
+        self.before_eval_hook = Hook()  # called with each batch before evaluating it
+        self.after_eval_hook = Hook()  # called with each evaluated batch; dicts it returns join the status
+        self._after_eval_status: dict[str, Any] = {}
         self.device = torch.device("cpu" if device is None else device)
         self._solution_length = _check_positive_int("solution_length", solution_length)
         if self._solution_length is None and type(self).solution_length is Problem.solution_length:
@@ -167,20 +194,20 @@ class Problem:
         """The (lower, upper) tensors of ``initial_bounds`` or ``bounds``, built on first use."""
         if name not in self._bounds_cache:
             pair = self._bounds_args[name]
-            if pair is None and name == "initial_bounds":
-                pair = (-1.0, 1.0)
             self._bounds_cache[name] = None if pair is None else self._bounds_pair(name, pair)
         return self._bounds_cache[name]
 
     @property
-    def initial_lower_bounds(self) -> torch.Tensor:
-        """Lower end of the interval from which initial solutions are drawn."""
-        return self._bounds("initial_bounds")[0]  # type: ignore[index]
+    def initial_lower_bounds(self) -> torch.Tensor | None:
+        """Lower end of the interval from which initial solutions are drawn, or None."""
+        pair = self._bounds("initial_bounds")
+        return None if pair is None else pair[0]
 
     @property
-    def initial_upper_bounds(self) -> torch.Tensor:
-        """Upper end of the interval from which initial solutions are drawn."""
-        return self._bounds("initial_bounds")[1]  # type: ignore[index]
+    def initial_upper_bounds(self) -> torch.Tensor | None:
+        """Upper end of the interval from which initial solutions are drawn, or None."""
+        pair = self._bounds("initial_bounds")
+        return None if pair is None else pair[1]
 
     @property
     def lower_bounds(self) -> torch.Tensor | None:
@@ -204,6 +231,31 @@ class Problem:
         if bool((lo_t > hi_t).any()):
             raise ValueError(f"{name}: every lower bound must be <= its upper bound; got {pair!r}.")
         return lo_t, hi_t
+
+    @property
+    def senses(self) -> list[ObjectiveSense]:
+        """The objective senses, one per objective (EvoTorch's form; hpcne has one objective)."""
+        return [self.objective_sense]
+
+    @property
+    def is_multi_objective(self) -> bool:
+        """Always False: hpcne problems have a single objective."""
+        return False
+
+    def ensure_numeric(self) -> None:
+        """Nothing to check: hpcne problems always have numeric dtypes (EvoTorch's check for searchers)."""
+
+    def ensure_single_objective(self) -> None:
+        """Nothing to check: hpcne problems always have one objective (EvoTorch's check for searchers)."""
+
+    def ensure_unbounded(self) -> None:
+        """Raise ValueError if the problem has hard ``bounds`` (for searchers that cannot respect them)."""
+        if self._bounds_args["bounds"] is not None:
+            raise ValueError(
+                "This searcher does not respect hard bounds, but the problem has "
+                f"bounds={self._bounds_args['bounds']!r}. "
+                "Give initial_bounds instead, or use a searcher that clips (GeneticAlgorithm)."
+            )
 
     @property
     def sense_sign(self) -> float:
@@ -320,8 +372,34 @@ class Problem:
         return torch.as_tensor(data, dtype=dtype or self.dtype, device=self.device)
 
     def generate_values(self, n: int) -> torch.Tensor:
-        """Draw ``n`` solutions uniformly within the initial bounds."""
-        return self.make_uniform(n, self.solution_length, lb=self.initial_lower_bounds, ub=self.initial_upper_bounds)
+        """Return ``n`` new solutions' values, filled by :meth:`_fill`."""
+        values = torch.empty(int(n), self.solution_length, dtype=self.dtype, device=self.device)
+        self._fill(values)
+        return values
+
+    def _fill(self, values: torch.Tensor) -> None:
+        """Fill new solutions' values in place: uniformly within the initial bounds.
+
+        Integer dtypes draw integers from ``lower..upper`` inclusive; ``torch.bool`` draws coin
+        flips. Override to initialise solutions differently.
+
+        Raises:
+            RuntimeError: If the problem has neither ``initial_bounds`` nor ``bounds``.
+        """
+        lower, upper = self.initial_lower_bounds, self.initial_upper_bounds
+        if lower is None or upper is None:
+            raise RuntimeError(
+                f"{type(self).__name__} cannot make new solutions: it has no initial_bounds (nor bounds). "
+                "Pass initial_bounds=(lower, upper), or override _fill(values) to fill them yourself."
+            )
+        if self.dtype == torch.bool:
+            values.copy_(torch.rand(values.shape, generator=self._active_generator) < 0.5)
+        elif not self.dtype.is_floating_point:
+            u = torch.rand(values.shape, generator=self._active_generator, dtype=torch.float64)
+            lo, hi = lower.double(), upper.double()
+            values.copy_(torch.floor(lo + u * (hi - lo + 1)).clamp(max=hi))
+        else:
+            self.make_uniform(out=values, lb=lower, ub=upper)
 
     def generate_batch(self, popsize: int) -> SolutionBatch:
         """Return a new batch of ``popsize`` solutions drawn within the initial bounds."""
@@ -343,13 +421,34 @@ class Problem:
         return numpy_dtype_of(self.dtype)
 
     def evaluate(self, batch: SolutionBatch) -> None:
-        """Evaluate every solution of ``batch`` and store the fitnesses in it."""
-        if len(batch) == 0:
-            return
-        batch.set_evals(self.evaluate_values(batch.values))
+        """Evaluate every solution of ``batch`` and store the fitnesses (and eval data) in it.
+
+        :attr:`before_eval_hook` is called with the batch first, :attr:`after_eval_hook` with
+        the evaluated batch afterwards; a dict it returns is merged into :attr:`status`.
+        """
+        self.before_eval_hook(batch)
+        if len(batch):
+            result = self._evaluate_rows(batch.values)
+            batch.set_evals(result.fitness, result.eval_data)
+            if self.store_solution_stats:
+                self._update_solution_stats(batch)
+        self._after_eval_status = dict(self.after_eval_hook(batch) or {})
+
+    def _update_solution_stats(self, batch: SolutionBatch) -> None:
+        """Keep copies of the best and worst solutions evaluated so far."""
+        best, worst = batch[batch.argbest()], batch[batch.argworst()]
+        kept = self._solution_stats
+        if "best" not in kept or self.is_better(best.evaluation, kept["best"].evaluation):
+            kept["best"] = best.clone()
+        if "worst" not in kept or self.is_better(kept["worst"].evaluation, worst.evaluation):
+            kept["worst"] = worst.clone()
 
     def evaluate_values(self, values: torch.Tensor | np.ndarray) -> np.ndarray:
         """Evaluate the rows of ``values`` through the runtime; return float64 fitnesses."""
+        return self._evaluate_rows(values).fitness
+
+    def _evaluate_rows(self, values: torch.Tensor | np.ndarray) -> EvalResult:
+        """Evaluate the rows of ``values`` through the runtime and merge the side effects."""
         started = time.perf_counter()
         array = np.ascontiguousarray(as_numpy(values, self.wire_dtype))
         result = self.runtime.evaluate(array, self._eval_round)
@@ -358,7 +457,12 @@ class Problem:
         self.comm_seconds += max(0.0, seconds - self.runtime.compute_seconds)
         self._eval_round += 1
         self._apply_eval_result(result)
-        return result.fitness
+        if self.eval_data_length and result.eval_data is None:
+            raise RuntimeError(
+                f"eval_data_length={self.eval_data_length} needs evaluation in this process, but the "
+                f"{self.runtime.describe()} runtime moves fitnesses only. Use num_actors=None without an MPI launcher."
+            )
+        return result
 
     def _evaluate_local(self, values: np.ndarray, first_index: int, eval_round: int) -> EvalResult:
         """Evaluate rows of ``values`` as solutions ``first_index, first_index+1, ...`` of a round.
@@ -392,7 +496,8 @@ class Problem:
         if np.isnan(fitness).any():
             bad = int(np.flatnonzero(np.isnan(fitness))[0]) + first_index
             raise ValueError(f"Solution {bad} was given no fitness (NaN): _evaluate must set one.")
-        return EvalResult(fitness)
+        eval_data = batch.evals[:, 1:].to(torch.float64).numpy().copy() if self.eval_data_length else None
+        return EvalResult(fitness, eval_data=eval_data)
 
     def _solution_generator(self, eval_round: int, index: int) -> torch.Generator:
         return torch.Generator().manual_seed(derive_seed(self.seed, STREAM_EVALUATION, eval_round, index))
@@ -452,8 +557,13 @@ class Problem:
 
     @property
     def status(self) -> dict[str, Any]:
-        """Problem-level status entries (e.g. interaction counts)."""
-        return self._extra_status()
+        """Problem-level status entries (e.g. interaction counts), the solution stats and the after-eval hook's."""
+        status = self._extra_status()
+        for key, solution in self._solution_stats.items():
+            status[key] = solution
+            status[f"{key}_eval"] = solution.evaluation
+        status.update(self._after_eval_status)
+        return status
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit for bit: seed, round counter, generator state."""

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from hpcne.tools import cloning
+from hpcne.tools.cloning import clone, deep_clone, storage_ptr
 from hpcne.tools.dtypes import DType, to_numpy_dtype, to_torch_dtype
 from hpcne.tools.hook import Hook
 
@@ -15,10 +17,14 @@ __all__ = [
     "DType",
     "Hook",
     "as_numpy",
+    "clone",
+    "cloning",
+    "deep_clone",
     "device_of",
     "dtype_of",
     "make_uniform",
     "numpy_dtype_of",
+    "storage_ptr",
     "to_numpy_dtype",
     "to_torch_dtype",
 ]

@@ -145,7 +145,8 @@ class CountingProblem(Problem):
     """A sphere that reports 7 environment interactions per evaluated solution."""
 
     def __init__(self) -> None:
-        super().__init__("min", lambda x: (x**2).sum(-1), solution_length=4, seed=0, vectorized=True)
+        sphere = lambda x: (x**2).sum(-1)  # noqa: E731
+        super().__init__("min", sphere, solution_length=4, seed=0, vectorized=True, initial_bounds=(-1, 1))
         self.interactions = 0
 
     def _evaluate_local(self, values: np.ndarray, first_index: int, eval_round: int) -> EvalResult:

@@ -16,7 +16,8 @@ def sphere(x: torch.Tensor) -> float:
 
 
 def make(sense: str = "min", **kwargs) -> Problem:
-    return Problem(sense, sphere, **{"solution_length": 3, "num_actors": None, "seed": 0, **kwargs})
+    options = {"solution_length": 3, "num_actors": None, "seed": 0, "initial_bounds": (-1.0, 1.0), **kwargs}
+    return Problem(sense, sphere, **options)
 
 
 def test_evaluate_with_an_objective_function() -> None:
@@ -77,7 +78,7 @@ def test_missing_fitness_and_errors_name_the_solution() -> None:
     with pytest.raises(RuntimeError, match="negative") as info:
         problem.evaluate(SolutionBatch(problem, values=torch.tensor([[1.0], [2.0], [-3.0]])))
     assert info.value.hpcne_solution_index == 2
-    bare = Problem("max", solution_length=1, num_actors=None)
+    bare = Problem("max", solution_length=1, num_actors=None, initial_bounds=(-1, 1))
     with pytest.raises(NotImplementedError, match="objective_func"):
         bare.evaluate(bare.generate_batch(1))
 
@@ -125,8 +126,10 @@ def test_bounds() -> None:
     assert (values.max(0).values <= torch.tensor([1.0, 0.5, 6.0])).all()
     assert problem.lower_bounds.tolist() == [-10.0] * 3 and problem.upper_bounds.tolist() == [10.0] * 3
     assert make().lower_bounds is None
-    assert make().generate_batch(50).values.abs().max() <= 1.0  # default initial bounds (-1, 1)
-    assert make(bounds=(2.0, 3.0)).generate_batch(10).values.min() >= 2.0  # bounds also give the initial ones
+    assert make().generate_batch(50).values.abs().max() <= 1.0
+    assert make(initial_bounds=None, bounds=(2.0, 3.0)).generate_batch(10).values.min() >= 2.0  # bounds suffice
+    with pytest.raises(RuntimeError, match="no initial_bounds"):  # as EvoTorch: no bounds, no new solutions
+        make(initial_bounds=None).generate_batch(1)
     with pytest.raises(ValueError, match="lower bound must be <="):
         make(initial_bounds=(1.0, -1.0)).generate_batch(1)
     with pytest.raises(ValueError, match="must be a pair"):
