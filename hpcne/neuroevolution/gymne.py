@@ -18,7 +18,7 @@ from torch import nn
 
 from hpcne.core import STREAM_EVALUATION, EvalResult, Solution
 from hpcne.neuroevolution.neproblem import NEProblem, NetworkSpec
-from hpcne.neuroevolution.net import ActClipLayer, ObsNormLayer, RunningStat
+from hpcne.neuroevolution.net import ActClipLayer, ObsNormLayer, RunningStat, ensure_stateful, is_recurrent
 from hpcne.neuroevolution.policies import POLICY_BACKENDS, ModuleLoop, make_batched_policy
 from hpcne.neuroevolution.rollout import EpisodeSettings, RolloutResult, run_lockstep
 from hpcne.seeding import derive_seed, generator_for
@@ -265,6 +265,12 @@ class GymNE(NEProblem):
                 "Wrap the environment to expose one of these."
             )
         return obs_space, act_space
+
+    def _instantiate_net(self, network: NetworkSpec) -> nn.Module:
+        # Rollouts call the policy with observations only: a recurrent network (EvoTorch's
+        # forward(x, h) -> (y, h)) is wrapped to carry its hidden state between steps.
+        net = super()._instantiate_net(network)
+        return ensure_stateful(net) if is_recurrent(net) else net
 
     def _check_network(self) -> None:
         net = self.network

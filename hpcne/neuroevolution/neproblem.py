@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from hpcne.core import ObjectiveSense, Problem, Solution
-from hpcne.neuroevolution.net import reset_module_state, str_to_net
+from hpcne.neuroevolution.net import check_net_string, reset_module_state, str_to_net
 from hpcne.tools import as_numpy
 
 __all__ = ["NEProblem", "NetworkSpec"]
@@ -61,7 +61,7 @@ class NEProblem(Problem):
             network_args: Extra keyword arguments (or string constants) for the network.
             initial_bounds: Interval for the initial parameters.
             eval_dtype: Dtype of the evaluations.
-            eval_data_length: Accepted for EvoTorch compatibility; only 0/None is supported.
+            eval_data_length: Extra evaluation columns per solution (see :class:`hpcne.core.Problem`).
             seed: Run seed (see :class:`hpcne.core.Problem`).
             num_actors: Parallel workers (see :class:`hpcne.core.Problem`).
             actor_config: Per-worker options.
@@ -70,8 +70,8 @@ class NEProblem(Problem):
             subbatch_size: Dynamic split into pieces of this size.
             device: Device of the problem's tensors (and default device of the network).
         """
-        if eval_data_length:
-            raise ValueError("eval_data_length is not supported by hpcne; leave it at None.")
+        if isinstance(network, str):
+            check_net_string(network)  # refuse a bad string now; it is built on first use (see `network`)
         if network_eval_func is not None and not callable(network_eval_func):
             raise TypeError(f"network_eval_func must be callable; got {type(network_eval_func).__name__}.")
         if network_args is not None and not isinstance(network_args, Mapping):
@@ -86,6 +86,7 @@ class NEProblem(Problem):
             initial_bounds=initial_bounds,
             dtype=torch.float32,
             eval_dtype=eval_dtype,
+            eval_data_length=eval_data_length,
             device=device,
             seed=seed,
             num_actors=num_actors,

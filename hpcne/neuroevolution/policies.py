@@ -14,7 +14,7 @@ Four implementations (the *policy backends*, chosen by :func:`make_batched_polic
   ``baddbmm`` per layer over weights stacked on the device. The fast case on a GPU.
 - :class:`VmapPolicy` (``"vmap"``) — any module that :func:`torch.func.vmap` can batch:
   ``functional_call`` over parameters stacked on the network's device, with the hidden state of
-  hpcne's ``RNN``/``LSTM`` layers carried per slot. A probe at construction checks that the
+  recurrent networks (wrapped in a ``StatefulModule``) carried per slot. A probe at construction checks that the
   module batches and agrees with its per-row forward.
 - :class:`ModuleLoop` (``"loop"``) — any ``nn.Module``: one module copy per slot, called in turn.
 
@@ -34,9 +34,10 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from torch import nn
+from torch.utils._pytree import tree_leaves, tree_map
 
+from hpcne.neuroevolution.net import StatefulModule, ensure_stateful, is_recurrent, reset_module_state
 from hpcne.neuroevolution.net import layers as hl
-from hpcne.neuroevolution.net import reset_module_state
 
 __all__ = [
     "POLICY_BACKENDS",
@@ -368,14 +369,15 @@ class VmapPolicy:
     The parameters of all slots are stacked on the network's device, ``(slots, *shape)`` per
     parameter (buffers stay shared); a call uploads the observations as one array, runs the
     module once under ``vmap`` and brings the outputs back as one array. All rows are computed
-    every call; the rows of finished episodes are not used. The hidden states of hpcne's
-    recurrent layers (``RNN``, ``LSTM``) are stacked per slot too: they go into the layers
-    before the call and come out after it, inside ``vmap``, and ``reset(slot)`` zeroes them.
+    every call; the rows of finished episodes are not used. The hidden states of recurrent
+    networks (the ``StatefulModule`` wrappers GymNE puts around them) are stacked per slot too:
+    they go into the wrappers before the call and come out after it, inside ``vmap``, and
+    ``reset(slot)`` zeroes them.
 
     Construction probes the module (``probe=True``): two consecutive calls on two slots with
     random parameters must run under ``vmap`` and agree with the module's own per-row forward
     within float32 tolerance. Modules with data-dependent control flow, with other state kept
-    between calls (a ``reset()`` method other than hpcne's recurrent layers), or that
+    between calls (a ``reset()`` method other than ``StatefulModule``'s), or that
     otherwise behave differently when batched fail the probe with :class:`NotBatchable`.
     """
 
@@ -392,19 +394,20 @@ class VmapPolicy:
             self._layout.append((name, offset, p.numel(), p.shape))
             self._params[name] = torch.zeros((slots, *p.shape), dtype=p.dtype, device=self._device)
             offset += p.numel()
-        self._recurrent = [m for m in self._net.modules() if isinstance(m, hl._RecurrentLayer)]
+        self._recurrent = [m for m in self._net.modules() if isinstance(m, StatefulModule)]
         self._batched = torch.func.vmap(self._forward)
         with torch.no_grad():  # learn the shapes of the hidden states from one unbatched forward
             one = {name: p[0] for name, p in self._params.items()}
             x = torch.zeros(obs_length, device=self._device)
             _, first = self._forward(one, tuple(None for _ in self._recurrent), x)  # type: ignore[arg-type]
-        self._states = tuple(tuple(t.new_zeros((slots, *t.shape)) for t in state) for state in first)
+        # A zero state is what hpcne's RNN/LSTM start from; states are any nest of tensors.
+        self._states = tree_map(lambda t: t.new_zeros((slots, *t.shape)), first)
 
     @staticmethod
     def check(net: nn.Module, obs_length: int | None = None, *, probe: bool = True) -> int:
         """Raise :class:`NotBatchable` if ``net`` cannot be batched by vmap; return the input length used.
 
-        Refused without a probe: modules with a ``reset()`` method other than hpcne's RNN/LSTM
+        Refused without a probe: modules with a ``reset()`` method other than ``StatefulModule``'s
         (state vmap cannot carry). With ``probe``: see the class docstring.
         """
         obs_length = obs_length if obs_length is not None else _input_length(net)
@@ -413,12 +416,12 @@ class VmapPolicy:
         stateful = [
             type(m).__name__
             for m in net.modules()
-            if callable(getattr(m, "reset", None)) and not isinstance(m, hl._RecurrentLayer)
+            if callable(getattr(m, "reset", None)) and not isinstance(m, StatefulModule)
         ]
         if stateful:
             raise NotBatchable(
                 f"vmap cannot carry the state of {', '.join(sorted(set(stateful)))} (a layer with a reset() "
-                "method other than hpcne's RNN/LSTM)."
+                "method other than StatefulModule's)."
             )
         if probe:
             _probe_vmap(net, obs_length)
@@ -431,12 +434,12 @@ class VmapPolicy:
         layers = self._recurrent
         try:
             for layer, state in zip(layers, states):
-                layer._state = state
+                layer._hidden = state
             out = torch.func.functional_call(self._net, params, (x,))
-            new_states = tuple(layer._state for layer in layers)
+            new_states = tuple(layer._hidden for layer in layers)
         finally:
             for layer in layers:
-                layer._state = None
+                layer._hidden = None
         return out.reshape(-1), new_states  # type: ignore[return-value]
 
     def load(self, slot: int, params: np.ndarray) -> None:
@@ -447,9 +450,8 @@ class VmapPolicy:
 
     def reset(self, slot: int) -> None:
         """Zero the slot's recurrent state (what a fresh layer starts from)."""
-        for state in self._states:
-            for t in state:
-                t[slot].zero_()
+        for t in tree_leaves(self._states):
+            t[slot].zero_()
 
     def __call__(self, obs: np.ndarray, rows: Sequence[int] | None = None) -> np.ndarray:
         """Apply all slots' networks to their rows of ``obs`` (``rows`` is not needed: all are computed)."""
@@ -504,6 +506,11 @@ def _probe_vmap(net: nn.Module, obs_length: int) -> None:
         raise NotBatchable(f"vmap cannot batch this network: {type(err).__name__}: {err}") from err
 
 
+def _stepwise(net: nn.Module) -> nn.Module:
+    """``net`` callable with observations only: a recurrent network gets a wrapper keeping its state."""
+    return ensure_stateful(net) if is_recurrent(net) else net
+
+
 def choose_policy_backend(
     net: nn.Module, device: torch.device | str | None = None, obs_length: int | None = None
 ) -> str:
@@ -514,6 +521,7 @@ def choose_policy_backend(
     equal to the per-row forward. On any other device (a GPU): ``"torch"`` for Linear/activation
     stacks, else ``"vmap"`` if the network passes the vmap probe, else ``"loop"``.
     """
+    net = _stepwise(net)
     device = _device_of(net) if device is None else torch.device(device)
     mlp = _mlp_layers(net) is not None
     if device.type == "cpu":
@@ -533,7 +541,8 @@ def make_batched_policy(
     """Build a batched policy for ``net`` with the backend ``kind``.
 
     Args:
-        net: The network template (its parameters are not used), on the device to evaluate on.
+        net: The network template (its parameters are not used), on the device to evaluate on. A
+            recurrent network (``forward(x, h) -> (y, h)``) is wrapped to carry its hidden state.
         slots: How many solutions are evaluated side by side.
         kind: One of :data:`POLICY_BACKENDS`: ``"auto"`` (see :func:`choose_policy_backend`),
             ``"numpy"`` (Linear/activation stacks, computed on the CPU), ``"torch"``
@@ -545,6 +554,7 @@ def make_batched_policy(
     Returns:
         A batched policy.
     """
+    net = _stepwise(net)
     if kind == "module":
         kind = "loop"
     if kind not in POLICY_BACKENDS:

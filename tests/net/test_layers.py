@@ -1,4 +1,4 @@
-"""Tests of the layers: values, shapes, batching, recurrent state and parameter counts."""
+"""Tests of the layers: values, shapes, batching and parameter counts (recurrent layers: test_recurrent.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from gymnasium.spaces import Box
 from torch import nn
 
 from hpcne.neuroevolution.net import (
-    LSTM,
-    RNN,
     ActClipLayer,
     Apply,
     Bin,
@@ -22,7 +20,6 @@ from hpcne.neuroevolution.net import (
     ObsNormLayer,
     Round,
     Slice,
-    reset_module_state,
 )
 
 
@@ -134,98 +131,6 @@ def test_apply_survives_pickle_and_deepcopy() -> None:
     x = torch.randn(5)
     torch.testing.assert_close(pickle.loads(pickle.dumps(layer))(x), layer(x))
     torch.testing.assert_close(copy.deepcopy(layer)(x), layer(x))
-
-
-def test_rnn_shapes_params_and_math() -> None:
-    rnn = RNN(3, 4)
-    assert n_params(rnn) == 4 * 3 + 4 * 4 + 4
-    x1, x2 = torch.randn(3), torch.randn(3)
-    h1 = rnn(x1)
-    assert h1.shape == (4,)
-    h2 = rnn(x2)
-    expected = torch.tanh(rnn.weight_ih @ x2 + rnn.weight_hh @ h1 + rnn.bias)
-    torch.testing.assert_close(h2, expected)
-    relu = RNN(3, 4, nonlinearity="relu")
-    assert (relu(torch.randn(3)) >= 0).all()
-
-
-def test_rnn_state_carry_and_reset() -> None:
-    rnn = RNN(2, 3)
-    x = torch.randn(2)
-    first = rnn(x)
-    assert not torch.allclose(rnn(x), first)
-    rnn.reset()
-    assert rnn.state is None
-    torch.testing.assert_close(rnn(x), first)
-
-
-@pytest.mark.parametrize("layer_class", [RNN, LSTM])
-def test_recurrent_batched_equals_unbatched(layer_class: type[RNN | LSTM]) -> None:
-    layer = layer_class(3, 5)
-    inputs = torch.randn(4, 2, 3)
-    batched = [layer(step) for step in inputs]
-    for row in range(2):
-        layer.reset()
-        for t, step in enumerate(inputs):
-            torch.testing.assert_close(layer(step[row]), batched[t][row])
-
-
-@pytest.mark.parametrize("layer_class", [RNN, LSTM])
-def test_recurrent_batch_shape_change_resets(layer_class: type[RNN | LSTM]) -> None:
-    layer = layer_class(3, 2)
-    x = torch.randn(3)
-    fresh = layer(x)
-    layer(torch.randn(4, 3))
-    assert layer.state[0].shape == (4, 2)
-    torch.testing.assert_close(layer(x), fresh)
-
-
-@pytest.mark.parametrize("layer_class", [RNN, LSTM])
-def test_recurrent_copies_start_fresh(layer_class: type[RNN | LSTM]) -> None:
-    layer = layer_class(3, 2)
-    x = torch.randn(3)
-    fresh = layer(x)
-    for clone in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
-        assert clone.state is None
-        torch.testing.assert_close(clone(x), fresh)
-    assert layer.state is not None
-
-
-@pytest.mark.parametrize("layer_class", [RNN, LSTM])
-def test_recurrent_wrong_input_size(layer_class: type[RNN | LSTM]) -> None:
-    with pytest.raises(ValueError, match=r"shape \(\.\.\., 3\), but found shape \(4,\)"):
-        layer_class(3, 2)(torch.zeros(4))
-
-
-def test_rnn_bad_nonlinearity() -> None:
-    with pytest.raises(ValueError, match="'tanh' or 'relu'"):
-        RNN(2, 2, nonlinearity="sigmoid")
-
-
-def test_lstm_params_math_and_reset() -> None:
-    lstm = LSTM(3, 2)
-    assert n_params(lstm) == 4 * 2 * (3 + 2 + 1)
-    x = torch.randn(3)
-    h = lstm(x)
-    assert h.shape == (2,)
-    h_prev, c_prev = lstm.state
-    gates = lstm.weight_ih @ x + lstm.weight_hh @ h_prev + lstm.bias
-    i, f, g, o = gates.chunk(4)
-    c = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(g)
-    torch.testing.assert_close(lstm(x), torch.sigmoid(o) * torch.tanh(c))
-    lstm.reset()
-    torch.testing.assert_close(lstm(x), h)
-
-
-def test_reset_module_state_resets_nested_recurrent_layers() -> None:
-    net = nn.Sequential(nn.Linear(2, 3), RNN(3, 3), nn.Sequential(LSTM(3, 2)))
-    x = torch.randn(2)
-    first = net(x)
-    net(x)
-    reset_module_state(net)
-    assert net[1].state is None
-    assert net[2][0].state is None
-    torch.testing.assert_close(net(x), first)
 
 
 def test_feedforward_net() -> None:

@@ -14,9 +14,11 @@ from hpcne.neuroevolution.net import (
     Apply,
     Clip,
     FeedForwardNet,
+    MultiLayered,
     NetParsingError,
     ObsNormLayer,
     RunningStat,
+    check_net_string,
     str_to_net,
 )
 
@@ -222,3 +224,32 @@ def test_result_works_with_clip_layer() -> None:
     net = parse("Linear(obs_length, act_length) >> Clip(-0.1, 0.1)")
     assert isinstance(net[1], Clip)
     assert net(torch.randn(10, 4) * 100).abs().max() <= 0.1
+
+
+def test_chains_are_multilayered() -> None:
+    net = str_to_net("Linear(obs_length, 8) >> Tanh() >> Linear(8, act_length)", **CONSTANTS)
+    assert isinstance(net, MultiLayered) and isinstance(net, nn.Sequential) and len(net) == 3
+
+
+def test_an_index_must_be_simple_and_is_reported_at_its_column() -> None:
+    with pytest.raises(NetParsingError, match=r"\(line 1, column 10\): expected a simple index"):
+        str_to_net("Linear(i[1 + 2], 2)", i=(1, 2, 3, 4))
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ('Linear(3, 2) >> __import__("os").system("x")', "a bare layer name"),
+        ("Linear(3, 2) +", "Cannot parse"),
+        ("Lnear(obs_length, 2)", "Did you mean Linear"),
+        ("Linear(obs_length, hidden[1 + 1])", "a simple index"),
+        ("Linear(3, 2 * hidden)", "arithmetic"),
+    ],
+)
+def test_check_net_string_refuses_the_form_without_constants(text: str, match: str) -> None:
+    with pytest.raises(NetParsingError, match=match):
+        check_net_string(text)
+
+
+def test_check_net_string_accepts_unknown_constants() -> None:
+    check_net_string("Linear(obs_length, hidden[0]) >> Clip(-bound, bound) >> LSTM(hidden[0], act_length)")

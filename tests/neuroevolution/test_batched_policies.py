@@ -14,7 +14,7 @@ from ne_envs import GYM_CONFIGS as SHARED
 from torch import nn
 
 from hpcne.neuroevolution import GymNE
-from hpcne.neuroevolution.net import RNN, Clip, str_to_net
+from hpcne.neuroevolution.net import RNN, Clip, StatefulModule, str_to_net
 from hpcne.neuroevolution.policies import (
     POLICY_BACKENDS,
     ModuleLoop,
@@ -73,7 +73,7 @@ def test_numpy_mlp_rows_are_independent_of_slot_and_slot_count(name: str) -> Non
 
 
 def test_module_loop_for_other_networks_and_errors_name_the_slot() -> None:
-    net = nn.Sequential(RNN(3, 4), nn.Linear(4, 2))
+    net = StatefulModule(str_to_net("RNN(3, 4) >> Linear(4, 2)"))  # as GymNE hands recurrent networks over
     policy = make_batched_policy(net, 3)
     assert isinstance(policy, ModuleLoop)
     params, obs = random_rows(net, 3, in_features=3)
@@ -164,6 +164,11 @@ def _string(text: str) -> Callable[[], nn.Module]:
     return lambda: str_to_net(text)
 
 
+def _recurrent(text: str) -> Callable[[], nn.Module]:
+    """A recurrent network as GymNE hands it to the policies: wrapped to keep its hidden state."""
+    return lambda: StatefulModule(str_to_net(text))
+
+
 # name -> (factory, obs_length, is a Linear/activation stack)
 NET_CASES = {
     "mlp-64": (_string("Linear(4, 64) >> Tanh() >> Linear(64, 2)"), 4, True),
@@ -175,8 +180,8 @@ NET_CASES = {
         4,
         False,
     ),
-    "rnn": (_string("RNN(4, 5) >> Linear(5, 2)"), 4, False),
-    "lstm": (_string("LSTM(4, 3) >> Tanh() >> Linear(3, 2)"), 4, False),
+    "rnn": (_recurrent("RNN(4, 5) >> Linear(5, 2)"), 4, False),
+    "lstm": (_recurrent("LSTM(4, 3) >> Tanh() >> Linear(3, 2)"), 4, False),
 }
 POLICY_TYPES = {"numpy": NumpyMLP, "torch": TorchMLP, "vmap": VmapPolicy, "loop": ModuleLoop}
 
@@ -249,7 +254,7 @@ def test_every_backend_matches_the_per_solution_forward_with_masked_rows(name: s
 
 def test_recurrent_state_is_per_slot_and_reset_clears_it() -> None:
     net = str_to_net("LSTM(4, 3) >> Linear(3, 2)").requires_grad_(False)
-    policy = make_batched_policy(net, 3, kind="vmap")
+    policy = make_batched_policy(net, 3, kind="vmap")  # a bare recurrent network gets its state wrapper
     assert isinstance(policy, VmapPolicy)
     params = np.random.default_rng(0).normal(size=(3, sum(p.numel() for p in net.parameters()))).astype(np.float32)
     for slot in range(3):

@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from hpcne import Solution
 from hpcne.neuroevolution import NEProblem
-from hpcne.neuroevolution.net import RNN
+from hpcne.neuroevolution.net import RNN, MultiLayered, NetParsingError, StatefulModule
 from hpcne.tools import device_of, dtype_of
 
 
@@ -187,7 +188,10 @@ def test_parameterize_net_resets_recurrent_state() -> None:
     def score(network: nn.Module) -> float:
         return float(sum(network(torch.ones(1)).sum() for _ in range(3)))
 
-    problem = NEProblem("max", lambda: nn.Sequential(RNN(1, 2), nn.Linear(2, 1)), score, initial_bounds=(-1, 1), seed=0)
+    def network() -> nn.Module:
+        return StatefulModule(MultiLayered(RNN(1, 2), nn.Linear(2, 1)))
+
+    problem = NEProblem("max", network, score, initial_bounds=(-1, 1), seed=0)
     x = problem.generate_batch(1).values[0]
     batch = problem.generate_batch(3)
     batch.set_values(torch.stack([x, x, x]))
@@ -256,3 +260,24 @@ def test_status_and_eval_dtype() -> None:
     batch = problem.generate_batch(2)
     assert batch.evals.dtype == torch.float32
     assert problem.status == {}
+
+
+@pytest.mark.parametrize("network", ['Linear(3, 2) >> __import__("os").system("x")', "Linear(3, 2) >>", "Lnear(3, 2)"])
+def test_a_bad_network_string_is_refused_at_construction(network: str) -> None:
+    with pytest.raises(NetParsingError):
+        NEProblem("max", network, sign_prediction_score)
+
+
+def test_eval_data_columns_follow_the_fitness() -> None:
+    class WithData(NEProblem):
+        def _evaluate(self, solution: Solution) -> None:
+            net = self.parameterize_net(solution.values)
+            out = net(torch.ones(3))
+            solution.set_evaluation(float(out.sum()), eval_data=[float(out.abs().max()), 7.0])
+
+    problem = WithData("max", "Linear(3, 2)", eval_data_length=2, initial_bounds=(-1, 1), num_actors=None, seed=0)
+    batch = problem.generate_batch(4)
+    problem.evaluate(batch)
+    assert batch.eval_shape == (4, 3) and batch.is_evaluated
+    assert batch.access_evals(2).tolist() == [7.0] * 4
+    assert (batch.evals[:, 1] >= batch.evals[:, 0].abs() / 2).all()

@@ -1,4 +1,4 @@
-"""Networks for neuroevolution: the network-string parser, layers and observation statistics."""
+"""Networks for neuroevolution: the network-string parser, layers, parameter vectors and observation statistics."""
 
 from __future__ import annotations
 
@@ -16,8 +16,17 @@ from hpcne.neuroevolution.net.layers import (
     Slice,
     reset_module_state,
 )
-from hpcne.neuroevolution.net.parser import NetParsingError, str_to_net
+from hpcne.neuroevolution.net.misc import (
+    count_parameters,
+    device_of_module,
+    fill_parameters,
+    make_functional_module,
+    parameter_vector,
+)
+from hpcne.neuroevolution.net.multilayered import MultiLayered
+from hpcne.neuroevolution.net.parser import NetParsingError, check_net_string, str_to_net
 from hpcne.neuroevolution.net.runningstat import RunningStat
+from hpcne.neuroevolution.net.statefulmodule import StatefulModule, ensure_stateful, is_recurrent
 
 __all__ = [
     "LSTM",
@@ -27,12 +36,22 @@ __all__ = [
     "Bin",
     "Clip",
     "FeedForwardNet",
+    "MultiLayered",
     "NetParsingError",
     "ObsNormLayer",
     "Round",
     "RunningStat",
     "Slice",
+    "StatefulModule",
+    "check_net_string",
+    "count_parameters",
+    "device_of_module",
+    "ensure_stateful",
+    "fill_parameters",
+    "is_recurrent",
     "layers",
+    "make_functional_module",
+    "parameter_vector",
     "reset_module_state",
     "str_to_net",
 ]

@@ -299,50 +299,51 @@ class Apply(nn.Module):
 
 
 class _RecurrentLayer(nn.Module):
-    """Base of the stateful recurrent layers: parameters, input checks and hidden state."""
+    """Base of the recurrent layers: EvoTorch's calling convention and parameter layout.
 
-    def __init__(self, input_size: int, hidden_size: int, num_gates: int) -> None:
-        """Creates `weight_ih`, `weight_hh` and `bias` for `num_gates` gates of `hidden_size` units."""
+    ``forward(x, h=None)`` returns ``(y, new_h)``: the layer keeps no state, so a policy wrapper
+    (:class:`~hpcne.neuroevolution.net.statefulmodule.StatefulModule`) carries ``h`` between
+    calls and drops it at an episode start. The parameters are ``weight_ih``, ``weight_hh``,
+    ``bias_ih``, ``bias_hh`` (gates stacked in each), which flatten to the same vector as
+    EvoTorch's layers and ``torch.nn.RNN``/``torch.nn.LSTM``: a parameter vector saved by
+    EvoTorch loads unchanged.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_gates: int,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        """Creates the weights and biases of ``num_gates`` gates of ``hidden_size`` units."""
         super().__init__()
         self.input_size = int(input_size)
         self.hidden_size = int(hidden_size)
-        self.weight_ih = nn.Parameter(torch.empty(num_gates * self.hidden_size, self.input_size))
-        self.weight_hh = nn.Parameter(torch.empty(num_gates * self.hidden_size, self.hidden_size))
-        self.bias = nn.Parameter(torch.empty(num_gates * self.hidden_size))
+        rows = num_gates * self.hidden_size
+        options = {"dtype": dtype, "device": device}
+        self.weight_ih = nn.Parameter(torch.empty(rows, self.input_size, **options))
+        self.weight_hh = nn.Parameter(torch.empty(rows, self.hidden_size, **options))
+        self.bias_ih = nn.Parameter(torch.empty(rows, **options))
+        self.bias_hh = nn.Parameter(torch.empty(rows, **options))
         bound = 1.0 / math.sqrt(self.hidden_size)
         for param in self.parameters():
             nn.init.uniform_(param, -bound, bound)
-        self._state: tuple[torch.Tensor, ...] | None = None
 
-    @property
-    def state(self) -> tuple[torch.Tensor, ...] | None:
-        """The hidden state tensors (`(h,)` or `(h, c)`), or None right after a reset."""
-        return self._state
-
-    def reset(self) -> None:
-        """Clears the hidden state, so the next forward starts from zeros."""
-        self._state = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Returns the state without the hidden state, so copies and pickles start fresh.
-
-        The hidden state may be part of an autograd graph, which `copy.deepcopy` refuses.
-        """
-        state = self.__dict__.copy()
-        state["_state"] = None
-        return state
-
-    def _previous_state(self, x: torch.Tensor, num_tensors: int) -> tuple[torch.Tensor, ...]:
-        """Returns the state to continue from, zeros if there is none or the batch shape changed."""
+    def _gates(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """``W_ih x + b_ih + W_hh h + b_hh`` for all gates, after checking the input shape."""
         if x.ndim == 0 or x.shape[-1] != self.input_size:
             raise ValueError(
                 f"{type(self).__name__} expected inputs of shape (..., {self.input_size}), but found "
                 f"shape {tuple(x.shape)}; check the size of the layer feeding it."
             )
-        state_shape = (*x.shape[:-1], self.hidden_size)
-        if self._state is None or self._state[0].shape != state_shape:
-            return tuple(x.new_zeros(state_shape) for _ in range(num_tensors))
-        return self._state
+        return F.linear(x, self.weight_ih, self.bias_ih) + F.linear(h, self.weight_hh, self.bias_hh)
+
+    def _zeros(self, x: torch.Tensor) -> torch.Tensor:
+        """The initial state for input ``x``: zeros of shape ``(..., hidden_size)``."""
+        return x.new_zeros((*x.shape[:-1], self.hidden_size))
 
     def extra_repr(self) -> str:
         """Shows the sizes."""
@@ -350,35 +351,42 @@ class _RecurrentLayer(nn.Module):
 
 
 class RNN(_RecurrentLayer):
-    """Elman recurrent layer keeping its hidden state between calls: `h = act(W_ih x + W_hh h + b)`.
+    """Elman recurrent layer: ``h' = act(W_ih x + b_ih + W_hh h + b_hh)``; ``forward(x, h)`` gives ``(h', h')``.
 
-    Inputs of shape `(input_size,)` or `(..., input_size)` give outputs of shape `(hidden_size,)`
-    or `(..., hidden_size)`. Call `reset()` (or `reset_module_state`) at every episode start; a change
-    of batch shape also starts from a zero state. Parameters: `hidden * (input + hidden + 1)`.
+    Inputs of shape ``(input_size,)`` or ``(..., input_size)``; ``h=None`` means zeros.
+    Parameters: ``hidden * (input + hidden + 2)``.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, nonlinearity: str = "tanh") -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        nonlinearity: str = "tanh",
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> None:
         """Initializes the layer.
 
         Args:
             input_size: Length of the input vectors.
             hidden_size: Number of hidden units, which is also the output length.
             nonlinearity: "tanh" or "relu".
+            dtype: Dtype of the parameters.
+            device: Device of the parameters.
         """
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(
                 f"RNN expected nonlinearity 'tanh' or 'relu', but found {nonlinearity!r}; pass one of these two."
             )
-        super().__init__(input_size, hidden_size, num_gates=1)
+        super().__init__(input_size, hidden_size, num_gates=1, dtype=dtype, device=device)
         self.nonlinearity = nonlinearity
         self._activation = torch.tanh if nonlinearity == "tanh" else torch.relu
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Advances the hidden state by one step and returns it."""
-        (h,) = self._previous_state(x, 1)
-        h = self._activation(F.linear(x, self.weight_ih, self.bias) + F.linear(h, self.weight_hh))
-        self._state = (h,)
-        return h
+    def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step: returns the new hidden state as both the output and the state."""
+        h = self._activation(self._gates(x, self._zeros(x) if h is None else h))
+        return h, h
 
     def extra_repr(self) -> str:
         """Shows the sizes and the nonlinearity."""
@@ -386,29 +394,39 @@ class RNN(_RecurrentLayer):
 
 
 class LSTM(_RecurrentLayer):
-    """LSTM layer keeping its hidden and cell states between calls (gate order: i, f, g, o).
+    """LSTM layer (gate order i, f, g, o); ``forward(x, (h, c))`` gives ``(h', (h', c'))``.
 
-    Shapes and resets work as in `RNN`. Parameters: `4 * hidden * (input + hidden + 1)`.
+    Shapes work as in :class:`RNN`; ``None`` means zero states. Parameters:
+    ``4 * hidden * (input + hidden + 2)``.
     """
 
-    def __init__(self, input_size: int, hidden_size: int) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> None:
         """Initializes the layer.
 
         Args:
             input_size: Length of the input vectors.
             hidden_size: Number of hidden units, which is also the output length.
+            dtype: Dtype of the parameters.
+            device: Device of the parameters.
         """
-        super().__init__(input_size, hidden_size, num_gates=4)
+        super().__init__(input_size, hidden_size, num_gates=4, dtype=dtype, device=device)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Advances the hidden and cell states by one step and returns the hidden state."""
-        h, c = self._previous_state(x, 2)
-        gates = F.linear(x, self.weight_ih, self.bias) + F.linear(h, self.weight_hh)
-        i, f, g, o = gates.chunk(4, dim=-1)
+    def forward(
+        self, x: torch.Tensor, hidden: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """One step: returns the new hidden state and ``(hidden, cell)``."""
+        h, c = (self._zeros(x), self._zeros(x)) if hidden is None else hidden
+        i, f, g, o = self._gates(x, h).chunk(4, dim=-1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
-        self._state = (h, c)
-        return h
+        return h, (h, c)
 
 
 _ACTIVATIONS: dict[str | None, type[nn.Module] | None] = {

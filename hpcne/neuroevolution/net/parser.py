@@ -10,8 +10,9 @@ from typing import Any
 from torch import nn
 
 from hpcne.neuroevolution.net import layers
+from hpcne.neuroevolution.net.multilayered import MultiLayered
 
-__all__ = ["NetParsingError", "str_to_net"]
+__all__ = ["NetParsingError", "check_net_string", "str_to_net"]
 
 _OWN_LAYERS: dict[str, type[nn.Module]] = {
     name: getattr(layers, name) for name in layers.__all__ if inspect.isclass(getattr(layers, name))
@@ -38,6 +39,13 @@ _REFUSED_KINDS: dict[type[ast.AST], str] = {
 
 class NetParsingError(ValueError):
     """Raised when a network string is invalid or uses a construct that is not allowed."""
+
+
+class _Unknown:
+    """The value of a constant that is not known yet, when only the string's form is checked."""
+
+
+_UNKNOWN = _Unknown()
 
 
 def _torch_layer(name: str) -> type[nn.Module] | None:
@@ -79,8 +87,12 @@ def _describe(node: ast.AST) -> str:
 class _NetBuilder:
     """Walks the syntax tree of a network string and builds its modules, without evaluating any code."""
 
-    def __init__(self, source: str, constants: dict[str, Any]) -> None:
-        """Stores the (parenthesized) source, for quoting, and the constants names may refer to."""
+    def __init__(self, source: str, constants: dict[str, Any] | None) -> None:
+        """Stores the (parenthesized) source, for quoting, and the constants names may refer to.
+
+        With ``constants=None`` only the form is checked: names stand for unknown values and
+        layers are looked up but not built.
+        """
         self.source = source
         self.constants = constants
 
@@ -97,7 +109,7 @@ class _NetBuilder:
         """Builds the module of a layer call or a `>>` chain."""
         chain = self.flatten(node)
         modules = [self.layer(item) for item in chain]
-        return modules[0] if len(modules) == 1 else nn.Sequential(*modules)
+        return modules[0] if len(modules) == 1 else MultiLayered(*modules)
 
     def flatten(self, node: ast.expr) -> list[ast.expr]:
         """Returns the operands of a (possibly nested) `>>` chain, in order."""
@@ -135,6 +147,8 @@ class _NetBuilder:
             if keyword.arg is None:
                 raise self.error(keyword, "keyword arguments", "`**` unpacking", "Write the keywords out.")
             kwargs[keyword.arg] = self.value(keyword.value)
+        if self.constants is None:
+            return nn.Identity()
         try:
             return layer_class(*args, **kwargs)
         except Exception as err:
@@ -167,6 +181,8 @@ class _NetBuilder:
 
     def constant(self, node: ast.Name) -> Any:
         """Returns the value of a constant name."""
+        if self.constants is None:
+            return _UNKNOWN
         if node.id not in self.constants:
             close = difflib.get_close_matches(node.id, self.constants, n=1)
             hint = f"Did you mean {close[0]}? " if close else ""
@@ -188,7 +204,16 @@ class _NetBuilder:
                 f"indexing of {_describe(node.value)}",
                 "Only index constants passed to str_to_net.",
             )
+        if not isinstance(node.slice, ast.Constant | ast.Name | ast.UnaryOp):
+            raise self.error(
+                node.slice,
+                "a simple index (a number or a constant name), such as `obs_shape[0]`",
+                _describe(node.slice),
+                "Compute the index in Python and pass it as a constant keyword argument of str_to_net.",
+            )
         container, index = self.constant(node.value), self.value(node.slice)
+        if _UNKNOWN in (container, index):
+            return _UNKNOWN
         try:
             return container[index]
         except (IndexError, KeyError, TypeError) as err:
@@ -204,6 +229,8 @@ class _NetBuilder:
         operand = node.operand
         if isinstance(operand, ast.Constant | ast.Name | ast.Subscript):
             number = self.value(operand)
+            if number is _UNKNOWN:
+                return _UNKNOWN
             if isinstance(number, int | float) and not isinstance(number, bool):
                 return -number
         raise self.error(
@@ -214,24 +241,10 @@ class _NetBuilder:
         )
 
 
-def str_to_net(s: str, **constants: Any) -> nn.Module:
-    """Builds a network from an EvoTorch network string, without evaluating any code.
-
-    Layers are hpcne's own (`Clip`, `Bin`, `Slice`, `Round`, `Apply`, `RNN`, `LSTM`, `FeedForwardNet`,
-    `ObsNormLayer`, `ActClipLayer`) or any `torch.nn` module class, called with literal arguments,
-    constants and `name[i]` indexing of constants, and chained with `>>` into an `nn.Sequential`.
-    The string may span several lines and contain `#` comments.
-
-    Args:
-        s: The network string, e.g. `"Linear(obs_length, 64) >> Tanh() >> Linear(64, act_length)"`.
-        **constants: Values the names in the string refer to, e.g. `obs_length=4`.
-
-    Returns:
-        The single layer, or an `nn.Sequential` of the chained layers.
-
-    Raises:
-        NetParsingError: If the string is not valid syntax or uses anything but the above.
-    """
+def _parse(s: str) -> tuple[str, ast.expr]:
+    """The parenthesized source of network string ``s`` and its root expression, checked for form."""
+    if not isinstance(s, str):
+        raise NetParsingError(f"A network string must be a str; got {type(s).__name__}.")
     # Parenthesizing lets the string span lines freely; Python's tokenizer drops the comments.
     source = f"(\n{s}\n)"
     try:
@@ -256,4 +269,40 @@ def str_to_net(s: str, **constants: Any) -> nn.Module:
             f"`Linear(4, 8) >> Tanh()`, but found {found}. Write the layers joined by `>>`, "
             "with balanced parentheses."
         )
+    return source, root
+
+
+def check_net_string(s: str) -> None:
+    """Check the form of a network string without building it (constants may be unknown yet).
+
+    Catches syntax errors, refused constructs and unknown layer names, so that a problem can
+    refuse a bad string when it is constructed rather than at its first evaluation.
+
+    Raises:
+        NetParsingError: As :func:`str_to_net` would for the same reason.
+    """
+    source, root = _parse(s)
+    _NetBuilder(source, None).module(root)
+
+
+def str_to_net(s: str, **constants: Any) -> nn.Module:
+    """Builds a network from an EvoTorch network string, without evaluating any code.
+
+    Layers are hpcne's own (`Clip`, `Bin`, `Slice`, `Round`, `Apply`, `RNN`, `LSTM`, `FeedForwardNet`,
+    `ObsNormLayer`, `ActClipLayer`) or any `torch.nn` module class, called with literal arguments,
+    constants and `name[i]` indexing of constants, and chained with `>>` into a `MultiLayered`
+    (an `nn.Sequential` that also carries the hidden states of recurrent layers).
+    The string may span several lines and contain `#` comments.
+
+    Args:
+        s: The network string, e.g. `"Linear(obs_length, 64) >> Tanh() >> Linear(64, act_length)"`.
+        **constants: Values the names in the string refer to, e.g. `obs_length=4`.
+
+    Returns:
+        The single layer, or a `MultiLayered` of the chained layers.
+
+    Raises:
+        NetParsingError: If the string is not valid syntax or uses anything but the above.
+    """
+    source, root = _parse(s)
     return _NetBuilder(source, constants).module(root)
