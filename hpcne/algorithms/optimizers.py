@@ -1,4 +1,4 @@
-"""Gradient-ascent optimizers for the centre of a search distribution: ClipUp, Adam and SGD."""
+"""Gradient-ascent optimizers for the centre of a search distribution: ClipUp, Adam, SGD and any torch.optim."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from typing import Any
 import torch
 
 from hpcne.algorithms.base import check_positive
+from hpcne.tools.dtypes import DType, to_torch_dtype
 
-__all__ = ["SGD", "Adam", "CenterOptimizer", "ClipUp", "make_optimizer"]
+__all__ = ["SGD", "Adam", "CenterOptimizer", "ClipUp", "TorchOptimizer", "get_optimizer_class", "make_optimizer"]
 
 
 def _check_fraction(name: str, value: float) -> float:
@@ -31,7 +32,7 @@ class CenterOptimizer:
         solution_length: int,
         *,
         stepsize: float,
-        dtype: torch.dtype = torch.float32,
+        dtype: DType = torch.float32,
         device: torch.device | str = "cpu",
     ) -> None:
         """Create the optimizer.
@@ -44,7 +45,7 @@ class CenterOptimizer:
         """
         self.solution_length = int(solution_length)
         self.stepsize = check_positive("stepsize", stepsize)
-        self.dtype = dtype
+        self.dtype = to_torch_dtype(dtype)
         self.device = torch.device(device)
         self.state: dict[str, Any] = {}
 
@@ -103,7 +104,7 @@ class ClipUp(CenterOptimizer):
         stepsize: float,
         momentum: float = 0.9,
         max_speed: float | None = None,
-        dtype: torch.dtype = torch.float32,
+        dtype: DType = torch.float32,
         device: torch.device | str = "cpu",
     ) -> None:
         """Create ClipUp.
@@ -141,35 +142,51 @@ class Adam(CenterOptimizer):
         self,
         solution_length: int,
         *,
-        stepsize: float,
-        beta1: float = 0.9,
-        beta2: float = 0.999,
-        epsilon: float = 1e-8,
-        dtype: torch.dtype = torch.float32,
+        stepsize: float | None = None,
+        beta1: float | None = None,
+        beta2: float | None = None,
+        epsilon: float | None = None,
+        amsgrad: bool | None = None,
+        dtype: DType = torch.float32,
         device: torch.device | str = "cpu",
     ) -> None:
         """Create Adam.
 
+        None means torch's default, as in EvoTorch: ``stepsize`` 0.001, ``beta1`` 0.9, ``beta2``
+        0.999, ``epsilon`` 1e-8, ``amsgrad`` False.
+
         Args:
             solution_length: Length of the gradient vectors.
             stepsize: The learning rate.
-            beta1: Decay of the first moment, in ``[0, 1)``.
+            beta1: Decay of the first moment, in ``[0, 1)``; give it together with ``beta2``.
             beta2: Decay of the second moment, in ``[0, 1)``.
             epsilon: Added to the denominator (positive).
+            amsgrad: Use the largest second moment seen so far (Reddi et al., ICLR 2018).
             dtype: Dtype of the gradients and moments.
             device: Device of the gradients and moments.
         """
+        if (beta1 is None) != (beta2 is None):
+            raise ValueError(
+                f"Adam needs beta1 and beta2 both given or both None (for 0.9 and 0.999); got beta1={beta1!r}, "
+                f"beta2={beta2!r}."
+            )
+        stepsize = 0.001 if stepsize is None else stepsize
         super().__init__(solution_length, stepsize=stepsize, dtype=dtype, device=device)
-        self.beta1 = _check_fraction("beta1", beta1)
-        self.beta2 = _check_fraction("beta2", beta2)
-        self.epsilon = check_positive("epsilon", epsilon)
+        self.beta1 = _check_fraction("beta1", 0.9 if beta1 is None else beta1)
+        self.beta2 = _check_fraction("beta2", 0.999 if beta2 is None else beta2)
+        self.epsilon = check_positive("epsilon", 1e-8 if epsilon is None else epsilon)
+        self.amsgrad = bool(amsgrad)
         self.state = {"m": self._zeros(), "v": self._zeros(), "t": 0}
+        if self.amsgrad:
+            self.state["v_max"] = self._zeros()
 
     def _ascent(self, gradient: torch.Tensor) -> torch.Tensor:
         t = self.state["t"] + 1
         m = self.beta1 * self.state["m"] + (1 - self.beta1) * gradient
         v = self.beta2 * self.state["v"] + (1 - self.beta2) * gradient**2
-        self.state = {"m": m, "v": v, "t": t}
+        self.state.update(m=m, v=v, t=t)
+        if self.amsgrad:
+            v = self.state["v_max"] = torch.maximum(self.state["v_max"], v)
         m_hat = m / (1 - self.beta1**t)
         v_hat = v / (1 - self.beta2**t)
         return self.stepsize * m_hat / (torch.sqrt(v_hat) + self.epsilon)
@@ -184,7 +201,7 @@ class SGD(CenterOptimizer):
         *,
         stepsize: float,
         momentum: float = 0.0,
-        dtype: torch.dtype = torch.float32,
+        dtype: DType = torch.float32,
         device: torch.device | str = "cpu",
     ) -> None:
         """Create SGD.
@@ -205,6 +222,69 @@ class SGD(CenterOptimizer):
         return self.stepsize * self.state["velocity"]
 
 
+class TorchOptimizer(CenterOptimizer):
+    """Any ``torch.optim`` optimizer turned to ascent, e.g. ``TorchOptimizer("Adagrad", config={"lr": 0.1}, ...)``.
+
+    Each step hands the optimizer the negated gradient of a zero vector and returns the move it
+    makes, which ascends the gradient. Its state (e.g. Adagrad's sums) is the ``state`` of the
+    optimizer's one parameter, so it is saved in checkpoints; the hyperparameters come from
+    ``config`` when it is rebuilt.
+    """
+
+    def __init__(
+        self,
+        torch_optimizer: type[torch.optim.Optimizer] | str,
+        *,
+        config: dict[str, Any],
+        solution_length: int,
+        dtype: DType = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        """Create the optimizer.
+
+        Args:
+            torch_optimizer: A ``torch.optim`` optimizer class, or its name (``"Adagrad"``).
+            config: Its keyword arguments, e.g. ``{"lr": 0.1}``.
+            solution_length: Length of the gradient vectors.
+            dtype: Dtype of the gradients.
+            device: Device of the gradients.
+        """
+        if isinstance(torch_optimizer, str):
+            found = getattr(torch.optim, torch_optimizer, None)
+            if not (isinstance(found, type) and issubclass(found, torch.optim.Optimizer)):
+                raise ValueError(f"torch.optim has no optimizer class {torch_optimizer!r} (e.g. 'Adagrad', 'RMSprop').")
+            torch_optimizer = found
+        self.solution_length = int(solution_length)
+        self.dtype = to_torch_dtype(dtype)
+        self.device = torch.device(device)
+        self._data = torch.zeros(self.solution_length, dtype=self.dtype, device=self.device)
+        self._optim = torch_optimizer([self._data], **config)
+        self.stepsize = float(self._optim.param_groups[0].get("lr", 0.0))
+        self.state = {}
+
+    @property
+    def contained_optimizer(self) -> torch.optim.Optimizer:
+        """The wrapped torch optimizer."""
+        return self._optim
+
+    @torch.no_grad()
+    def _ascent(self, gradient: torch.Tensor) -> torch.Tensor:
+        self._data.zero_()
+        self._data.grad = -gradient  # torch optimizers descend
+        self._optim.step()
+        return self._data.clone()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's per-parameter state (tensors and numbers)."""
+        return {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in self._optim.state[self._data].items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state returned by :meth:`state_dict`."""
+        self._optim.state[self._data] = {
+            k: torch.as_tensor(v).clone() if isinstance(v, torch.Tensor) else v for k, v in state.items()
+        }
+
+
 _OPTIMIZERS: dict[str, type[CenterOptimizer]] = {
     "clipup": ClipUp,
     "clipsgd": ClipUp,
@@ -213,6 +293,29 @@ _OPTIMIZERS: dict[str, type[CenterOptimizer]] = {
     "sgd": SGD,
     "sga": SGD,
 }
+
+
+def _optimizer_class(name: str) -> type[CenterOptimizer]:
+    key = name.lower()
+    if key not in _OPTIMIZERS:
+        raise ValueError(f"Unknown optimizer {name!r}; expected one of 'clipup', 'adam', 'sgd' or a class.")
+    return _OPTIMIZERS[key]
+
+
+def get_optimizer_class(s: str, optimizer_config: dict[str, Any] | None = None) -> Any:
+    """EvoTorch's lookup: the optimizer class called ``s``, or a factory that applies ``optimizer_config``.
+
+    Raises:
+        ValueError: For an unknown name.
+    """
+    cls = _optimizer_class(s)
+    if optimizer_config is None:
+        return cls
+
+    def factory(*args: Any, **kwargs: Any) -> CenterOptimizer:
+        return cls(*args, **{**optimizer_config, **kwargs})
+
+    return factory
 
 
 def make_optimizer(
@@ -229,7 +332,8 @@ def make_optimizer(
     Args:
         optimizer: ``"clipup"``, ``"adam"`` or ``"sgd"`` (any case; EvoTorch's aliases
             ``"clipsgd"``, ``"clipsga"``, ``"sga"`` too), a :class:`CenterOptimizer` subclass,
-            or an instance (used as is).
+            a ``torch.optim`` optimizer class (wrapped in :class:`TorchOptimizer`, ``lr`` =
+            ``stepsize``), or an instance (used as is).
         solution_length: Length of the gradient vectors.
         stepsize: The learning rate, unless ``config`` sets ``stepsize`` itself.
         config: Further keyword arguments for the optimizer, e.g. ``{"max_speed": 0.3}``.
@@ -250,10 +354,10 @@ def make_optimizer(
             )
         return optimizer
     if isinstance(optimizer, str):
-        key = optimizer.lower()
-        if key not in _OPTIMIZERS:
-            raise ValueError(f"Unknown optimizer {optimizer!r}; expected one of 'clipup', 'adam', 'sgd' or a class.")
-        cls = _OPTIMIZERS[key]
+        cls = _optimizer_class(optimizer)
+    elif isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
+        config = {"lr": stepsize, **(config or {})}
+        return TorchOptimizer(optimizer, config=config, solution_length=solution_length, dtype=dtype, device=device)
     elif isinstance(optimizer, type) and issubclass(optimizer, CenterOptimizer):
         cls = optimizer
     else:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from hpcne.algorithms.optimizers import SGD, Adam, ClipUp, make_optimizer
+from hpcne.algorithms.optimizers import SGD, Adam, ClipUp, TorchOptimizer, get_optimizer_class, make_optimizer
 
 
 def test_clipup_trajectory_with_clipping() -> None:
@@ -82,7 +82,8 @@ def test_make_optimizer_names_classes_and_config() -> None:
         (lambda: ClipUp(3, stepsize=0.1, momentum=1.0), r"momentum must be in \[0, 1\)"),
         (lambda: SGD(3, stepsize=0.1, momentum=-0.1), r"momentum must be in \[0, 1\)"),
         (lambda: ClipUp(3, stepsize=0.1, max_speed=-1.0), "max_speed must be non-negative"),
-        (lambda: Adam(3, stepsize=0.1, beta2=1.0), r"beta2 must be in \[0, 1\)"),
+        (lambda: Adam(3, stepsize=0.1, beta1=0.9, beta2=1.0), r"beta2 must be in \[0, 1\)"),
+        (lambda: Adam(3, beta2=0.99), "beta1 and beta2 both given or both None"),
         (lambda: ClipUp(3, stepsize=0.1).ascent(torch.zeros(4)), r"expected a gradient of shape \(3,\); got \(4,\)"),
     ],
 )
@@ -97,3 +98,42 @@ def test_optimizers_are_importable_at_evotorchs_module_path() -> None:
 
     for name in hpcne.optimizers.__all__:
         assert getattr(hpcne.optimizers, name) is getattr(hpcne.algorithms.optimizers, name)
+
+
+def test_adam_defaults_are_torchs_and_match_torch_adam() -> None:
+    adam = Adam(3, dtype="float64", amsgrad=True)
+    assert (adam.stepsize, adam.beta1, adam.beta2, adam.epsilon, adam.dtype) == (0.001, 0.9, 0.999, 1e-8, torch.float64)
+    x = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    reference = torch.optim.Adam([x], amsgrad=True)
+    position = torch.zeros(3, dtype=torch.float64)
+    for gradient in ([1.0, -2.0, 0.5], [0.1, 3.0, -1.0], [-2.0, 0.0, 0.2]):
+        position += adam.ascent(torch.tensor(gradient, dtype=torch.float64))
+        x.grad = -torch.tensor(gradient, dtype=torch.float64)  # torch descends
+        reference.step()
+        torch.testing.assert_close(position, x.detach())
+
+
+@pytest.mark.parametrize("name", ["Adagrad", torch.optim.RMSprop])
+def test_torch_optimizer_ascends_and_saves_its_state(name: str | type) -> None:
+    optimizer = TorchOptimizer(name, config={"lr": 0.1}, solution_length=2, dtype="float32")
+    assert optimizer.stepsize == 0.1
+    first = optimizer.ascent(torch.tensor([1.0, -1.0]))
+    assert first[0] > 0 > first[1]  # ascent: along the gradient
+    saved = optimizer.state_dict()
+    again = optimizer.ascent(torch.tensor([1.0, 1.0]))
+    restored = TorchOptimizer(name, config={"lr": 0.1}, solution_length=2)
+    restored.load_state_dict(saved)
+    torch.testing.assert_close(restored.ascent(torch.tensor([1.0, 1.0])), again)
+    with pytest.raises(ValueError, match=r"torch\.optim has no optimizer class 'Adagard'"):
+        TorchOptimizer("Adagard", config={}, solution_length=2)
+
+
+def test_get_optimizer_class_and_torch_classes_in_make_optimizer() -> None:
+    assert get_optimizer_class("ClipSGA") is ClipUp
+    factory = get_optimizer_class("sgd", optimizer_config={"momentum": 0.5})
+    assert factory(4, stepsize=0.1).momentum == 0.5
+    with pytest.raises(ValueError, match="Unknown optimizer 'rmsprop'"):
+        get_optimizer_class("rmsprop")
+    wrapped = make_optimizer(torch.optim.Adagrad, 3, 0.05, {"lr_decay": 0.01})
+    assert isinstance(wrapped, TorchOptimizer) and wrapped.contained_optimizer.defaults["lr_decay"] == 0.01
+    assert wrapped.stepsize == 0.05
