@@ -81,7 +81,7 @@ def test_pandas_logger_collects_scalars_every_interval(make_problem: Callable[..
     snes.run(6)
     frame = logger.to_dataframe()
     assert frame.index.name == "iter" and frame.index.tolist() == [2, 4, 6]
-    assert {"mean_eval", "median_eval", "pop_best_eval", "best_eval", "worst_eval", "popsize"} <= set(frame.columns)
+    assert {"mean_eval", "median_eval", "pop_best_eval", "best_eval", "worst_eval"} <= set(frame.columns)
     assert not {"center", "stdev", "pop_best", "best"} & set(frame.columns)
     assert frame.loc[6, "best_eval"] == snes.status["best_eval"]
     assert "iter" in logger.to_dataframe(index=None).columns
