@@ -25,6 +25,7 @@ from hpcne.neuroevolution.net.misc import (
 )
 from hpcne.neuroevolution.net.multilayered import MultiLayered
 from hpcne.neuroevolution.net.parser import NetParsingError, check_net_string, str_to_net
+from hpcne.neuroevolution.net.runningnorm import RunningNorm
 from hpcne.neuroevolution.net.runningstat import RunningStat
 from hpcne.neuroevolution.net.statefulmodule import StatefulModule, ensure_stateful, is_recurrent
 
@@ -40,6 +41,7 @@ __all__ = [
     "NetParsingError",
     "ObsNormLayer",
     "Round",
+    "RunningNorm",
     "RunningStat",
     "Slice",
     "StatefulModule",
