@@ -5,5 +5,6 @@ from __future__ import annotations
 from hpcne.neuroevolution import net
 from hpcne.neuroevolution.gymne import GymNE
 from hpcne.neuroevolution.neproblem import NEProblem
+from hpcne.neuroevolution.supervisedne import SupervisedNE
 
-__all__ = ["GymNE", "NEProblem", "net"]
+__all__ = ["GymNE", "NEProblem", "SupervisedNE", "net"]
