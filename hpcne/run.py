@@ -185,6 +185,8 @@ class Trainer:
                 preempted = signals.stop_requested() or self.problem.runtime.stop_requested
                 if preempted or stop_reason or self.generation % cfg.checkpoint_every == 0:
                     self._checkpoint(elapsed)
+                if preempted:
+                    signals.settle()  # written: another Ctrl-C must not turn "resume me" (75) into 130
                 if preempted and stop_reason is None:  # a run that just finished ends normally
                     how = signals.stop_signal() or "a stop request on another rank"
                     progress.close()
