@@ -39,6 +39,7 @@ _TRAIN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--eval-center-every", {"type": int}),
     ("--log-interval", {"type": int}),
     ("--hang-timeout", {"type": float, "help": "seconds a worker may go without a new episode (0: off; 600)"}),
+    ("--nan-policy", {"choices": ["worst", "error"], "help": "a NaN fitness: rank it worst and warn, or stop"}),
 ]
 
 

@@ -135,6 +135,7 @@ class Trainer:
         )
         self.results.truncate(self.generation)
         self._best_logged = math.nan if checkpoint is None else float(checkpoint.state["trainer"]["best_logged"])
+        self._nan_count = 0 if checkpoint is None else int(checkpoint.state["trainer"].get("nan_count", 0))
         self._best_record: dict[str, Any] = {} if checkpoint is None else checkpoint.state["trainer"].get("best", {})
         if self._best_record:  # a best found after the checkpoint was discarded with its generations
             self.results.update_best(**self._best_record)
@@ -175,6 +176,7 @@ class Trainer:
                 self.searcher.step()
                 step_time = time.perf_counter() - before[2]
                 self.generation += 1
+                self._check_nan()
                 elapsed = self._elapsed_before + time.monotonic() - started
                 eval_time, comm_time = self.problem.eval_seconds - before[0], self.problem.comm_seconds - before[1]
                 row = self._row(elapsed, eval_time, comm_time, step_time - eval_time)
@@ -201,6 +203,31 @@ class Trainer:
             self.results.close()
         self._summary(stop_reason)
         return EXIT_OK
+
+    def _check_nan(self) -> None:
+        """Count the generation's NaN fitnesses: warn the first time, or end the run (``nan_policy``)."""
+        count = int(self.searcher.status.get("nan_count", 0))
+        if not count:
+            return
+        what = (
+            f"generation {self.generation}: {count} of {self.searcher.status['popsize']} solutions have a NaN "
+            "fitness (a NaN reward or a diverged simulation?)"
+        )
+        if self.config.nan_policy == "error":
+            last = self.checkpoints.list()
+            raise RunError(
+                f"{what}; nan_policy 'error' ends the run here, before this generation is checkpointed "
+                f"({last[-1].name if last else 'no checkpoint yet'} is the newest). Fix the environment, or run "
+                "with --nan-policy worst to rank such solutions below every other one."
+            )
+        if not self._nan_count:
+            print(
+                f"hpcne: warning: {what}; they are ranked worst and left out of the logged mean and median "
+                "(--nan-policy error stops instead). The total is in the final summary.",
+                file=sys.stderr,
+                flush=True,
+            )
+        self._nan_count += count
 
     def _row(self, elapsed: float, eval_time: float, comm_time: float, update_time: float) -> dict[str, float | int]:
         status = self.searcher.status
@@ -275,6 +302,7 @@ class Trainer:
                 "elapsed": elapsed,
                 "best_logged": self._best_logged,
                 "best": self._best_record,
+                "nan_count": self._nan_count,
             },
         }
         attrs = {"config": self.config.to_json(), **{f"version_{k}": v for k, v in versions().items()}}
@@ -282,9 +310,10 @@ class Trainer:
 
     def _summary(self, reason: str | None) -> None:
         status = self.searcher.status
+        nan = f"hpcne: {self._nan_count} solutions had a NaN fitness (ranked worst)\n" if self._nan_count else ""
         self._say(
             f"hpcne: done ({reason}). Best eval {status.get('best_eval', math.nan):.2f} after "
-            f"{self.problem.interaction_count} interactions.\n"
+            f"{self.problem.interaction_count} interactions.\n{nan}"
             f"hpcne: results in {self.run_dir}/{RESULTS_FILENAME}, checkpoints in {self.run_dir}/checkpoints\n"
             f"hpcne: next: `hpcne report {self.run_dir} --plot curves.png` or `hpcne evaluate {self.run_dir}`"
         )
