@@ -18,6 +18,7 @@ import hpcne
 from hpcne.algorithms import ALGORITHMS, SearchAlgorithm
 from hpcne.config import ConfigError, RunConfig, config_differences
 from hpcne.io.checkpoint import Checkpoint, CheckpointManager
+from hpcne.io.lock import RunDirLock, RunDirLocked
 from hpcne.io.results import RESULT_COLUMNS, RESULTS_FILENAME, ResultsWriter
 from hpcne.neuroevolution import GymNE
 from hpcne.parallel import signals
@@ -103,10 +104,16 @@ class Trainer:
 
         Raises:
             ConfigError: The run directory holds a run whose problem differs from ``config``.
+            RunError: Another process is training in the run directory (its host and pid are named).
         """
         self.config, self.problem, self.run_dir = config, problem, run_dir
         self.out = sys.stdout if out is None else out  # looked up now: sys.stdout may have been redirected
         run_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = RunDirLock(run_dir)  # released at the end of run(), or when this process ends
+        try:
+            self._lock.acquire()
+        except RunDirLocked as err:
+            raise RunError(str(err)) from None
         self.checkpoints = CheckpointManager(run_dir / "checkpoints", keep=config.keep_checkpoints)
         checkpoint = self.checkpoints.load_latest()
         if checkpoint is not None:
@@ -201,6 +208,7 @@ class Trainer:
         finally:
             progress.close()
             self.results.close()
+            self._lock.release()
         self._summary(stop_reason)
         return EXIT_OK
 

@@ -6,14 +6,22 @@ a traceback or silently wrong results.
 
 from __future__ import annotations
 
+import json
 import math
+import re
+import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import pytest
-from run_helpers import TINY, load_run
+from run_helpers import LONG_GENERATIONS, TINY, TINY_LONG, load_run
+
+from hpcne.io.lock import LOCK_FILENAME, RunDirLock, RunDirLocked
 
 
 class NaNRewardCartPole(gym.Wrapper):
@@ -63,3 +71,63 @@ def test_nan_policy_error_ends_the_run_before_the_generation_is_checkpointed(
     assert err.startswith("hpcne: error: generation 1: "), err
     assert "nan_policy 'error' ends the run here, before this generation is checkpointed (no checkpoint yet" in err
     assert not list((run_dir / "checkpoints").glob("ckpt-*.h5"))
+
+
+# ---------------------------------------------------------------------------- the run directory's lock
+def test_a_second_run_on_a_busy_run_directory_is_refused_naming_the_holder(in_process, cli, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    first = cli.start(["train", *TINY_LONG, "--workers", "1", "--run-dir", run_dir])
+    first.wait_rows(run_dir, 1)
+    status, out, err = in_process(["train", *TINY_LONG, "--workers", "1", "--run-dir", run_dir])
+    assert status == 1, out + err
+    assert re.match(
+        rf"hpcne: error: {re.escape(str(run_dir))} is in use by hpcne on host {socket.gethostname()}, "
+        rf"pid {first.pid} \(since .*\): two runs writing one directory would mix",
+        err,
+    ), err
+    first.send(signal.SIGTERM)
+    assert first.wait().returncode == 75
+    status, out, err = in_process(["resume", run_dir, "--generations", str(LONG_GENERATIONS)])
+    assert status == 0, out + err  # the lock went with its holder
+
+
+def test_a_lock_file_left_by_a_dead_run_does_not_block(in_process, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / LOCK_FILENAME).write_text(json.dumps({"host": socket.gethostname(), "pid": dead_pid()}))
+    status, out, err = in_process(["train", *TINY, "--generations", "2", "--workers", "1", "--run-dir", run_dir])
+    assert status == 0, out + err
+
+
+def test_a_lock_kept_for_a_dead_holder_is_reported_as_stale(tmp_path: Path) -> None:
+    """A shared filesystem may keep a dead client's lock for a while: the message says so."""
+    path = tmp_path / LOCK_FILENAME
+    holder = json.dumps({"host": socket.gethostname(), "pid": dead_pid(), "started": "then"})
+    keeper = subprocess.Popen(
+        [sys.executable, "-c", KEEP_LOCK, str(path), holder], stdout=subprocess.PIPE, text=True
+    )  # fmt: skip
+    try:
+        assert keeper.stdout is not None and keeper.stdout.readline() == "locked\n"
+        with pytest.raises(RunDirLocked, match=r"no longer runs on this host: the lock is stale"):
+            RunDirLock(tmp_path).acquire()
+    finally:
+        keeper.kill()
+        keeper.wait()
+    RunDirLock(tmp_path).acquire()  # gone with its keeper
+
+
+KEEP_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.lockf(fd, fcntl.LOCK_EX)
+os.write(fd, sys.argv[2].encode())
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
