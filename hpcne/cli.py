@@ -39,6 +39,7 @@ _TRAIN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--eval-center-every", {"type": int}),
     ("--log-interval", {"type": int}),
     ("--hang-timeout", {"type": float, "help": "seconds a worker may go without a new episode (0: off; 600)"}),
+    ("--nan-policy", {"choices": ["worst", "error"], "help": "a NaN fitness: rank it worst and warn, or stop"}),
 ]
 
 
@@ -343,7 +344,12 @@ def run(argv: list[str] | None = None) -> int:
         except (CheckpointError, RunError) as err:
             print(f"hpcne: error: {err}", file=sys.stderr)
             return 1
+        except OSError as err:  # a read-only or full disk, a missing permission: the message names the file
+            print(f"hpcne: error: {err}", file=sys.stderr)
+            return 1
         except KeyboardInterrupt:  # before the stop handlers were installed, or in report/evaluate
+            if _comm() is not None and _comm().Get_rank() != 0:
+                raise  # a worker rank returning would leave rank 0 waiting: the MPI excepthook ends the job
             print("hpcne: interrupted", file=sys.stderr)
             return 130
 

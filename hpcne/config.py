@@ -20,6 +20,7 @@ else:  # pragma: no cover
 
 __all__ = ["MUTABLE_KEYS", "ConfigError", "RunConfig", "config_differences", "load_toml"]
 
+NAN_POLICIES = ("worst", "error")
 DEFAULT_NETWORK = "Linear(obs_length, 16) >> Tanh() >> Linear(16, act_length)"
 
 # Settings a resumed run may change: they decide when to stop, how often to write, and where
@@ -42,6 +43,7 @@ MUTABLE_KEYS = frozenset(
         "num_subbatches",
         "subbatch_size",
         "hang_timeout",
+        "nan_policy",
     }
 )
 
@@ -87,6 +89,9 @@ class RunConfig:
         log_interval: Print a progress line every this many generations (batch logs).
         hang_timeout: Seconds an evaluating worker may go without starting a solution or an episode
             before it counts as hung and ends the run with its stack (0: never; see hpcne.watchdog).
+        nan_policy: What a NaN fitness (a NaN reward, a diverged simulation) does: ``worst`` ranks it
+            below every number, leaves it out of the logged mean and median, counts it and warns;
+            ``error`` ends the run (exit status 1) before that generation is checkpointed.
     """
 
     env: str = "CartPole-v1"
@@ -119,6 +124,7 @@ class RunConfig:
     center_episodes: int = 1
     log_interval: int = 1
     hang_timeout: float = DEFAULT_HANG_TIMEOUT
+    nan_policy: str = "worst"
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "the configuration") -> RunConfig:
@@ -157,6 +163,8 @@ class RunConfig:
         timeout = self.hang_timeout
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 <= timeout < math.inf:
             raise ConfigError(f"hang_timeout must be a number of seconds, 0 to turn it off; got {timeout!r}.")
+        if self.nan_policy not in NAN_POLICIES:
+            raise ConfigError(f"nan_policy must be one of {', '.join(NAN_POLICIES)}; got {self.nan_policy!r}.")
         if self.device not in ("cpu", "cuda"):
             raise ConfigError(f"device must be 'cpu' or 'cuda'; got {self.device!r}.")
         if not isinstance(self.eval_center_every, int) or self.eval_center_every < 0:

@@ -486,7 +486,7 @@ class Problem:
                 beat()
                 try:
                     self._evaluate(solution)
-                except Exception as err:
+                except BaseException as err:  # SystemExit and KeyboardInterrupt too: reported with the solution
                     annotate_solution(err, first_index + i)
                     raise
                 finally:

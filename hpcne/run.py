@@ -18,6 +18,7 @@ import hpcne
 from hpcne.algorithms import ALGORITHMS, SearchAlgorithm
 from hpcne.config import ConfigError, RunConfig, config_differences
 from hpcne.io.checkpoint import Checkpoint, CheckpointManager
+from hpcne.io.lock import RunDirLock, RunDirLocked
 from hpcne.io.results import RESULT_COLUMNS, RESULTS_FILENAME, ResultsWriter
 from hpcne.neuroevolution import GymNE
 from hpcne.parallel import signals
@@ -103,10 +104,16 @@ class Trainer:
 
         Raises:
             ConfigError: The run directory holds a run whose problem differs from ``config``.
+            RunError: Another process is training in the run directory (its host and pid are named).
         """
         self.config, self.problem, self.run_dir = config, problem, run_dir
         self.out = sys.stdout if out is None else out  # looked up now: sys.stdout may have been redirected
         run_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = RunDirLock(run_dir)  # released at the end of run(), or when this process ends
+        try:
+            self._lock.acquire()
+        except RunDirLocked as err:
+            raise RunError(str(err)) from None
         self.checkpoints = CheckpointManager(run_dir / "checkpoints", keep=config.keep_checkpoints)
         checkpoint = self.checkpoints.load_latest()
         if checkpoint is not None:
@@ -135,6 +142,7 @@ class Trainer:
         )
         self.results.truncate(self.generation)
         self._best_logged = math.nan if checkpoint is None else float(checkpoint.state["trainer"]["best_logged"])
+        self._nan_count = 0 if checkpoint is None else int(checkpoint.state["trainer"].get("nan_count", 0))
         self._best_record: dict[str, Any] = {} if checkpoint is None else checkpoint.state["trainer"].get("best", {})
         if self._best_record:  # a best found after the checkpoint was discarded with its generations
             self.results.update_best(**self._best_record)
@@ -175,6 +183,7 @@ class Trainer:
                 self.searcher.step()
                 step_time = time.perf_counter() - before[2]
                 self.generation += 1
+                self._check_nan()
                 elapsed = self._elapsed_before + time.monotonic() - started
                 eval_time, comm_time = self.problem.eval_seconds - before[0], self.problem.comm_seconds - before[1]
                 row = self._row(elapsed, eval_time, comm_time, step_time - eval_time)
@@ -185,6 +194,8 @@ class Trainer:
                 preempted = signals.stop_requested() or self.problem.runtime.stop_requested
                 if preempted or stop_reason or self.generation % cfg.checkpoint_every == 0:
                     self._checkpoint(elapsed)
+                if preempted:
+                    signals.settle()  # written: another Ctrl-C must not turn "resume me" (75) into 130
                 if preempted and stop_reason is None:  # a run that just finished ends normally
                     how = signals.stop_signal() or "a stop request on another rank"
                     progress.close()
@@ -197,8 +208,34 @@ class Trainer:
         finally:
             progress.close()
             self.results.close()
+            self._lock.release()
         self._summary(stop_reason)
         return EXIT_OK
+
+    def _check_nan(self) -> None:
+        """Count the generation's NaN fitnesses: warn the first time, or end the run (``nan_policy``)."""
+        count = int(self.searcher.status.get("nan_count", 0))
+        if not count:
+            return
+        what = (
+            f"generation {self.generation}: {count} of {self.searcher.status['popsize']} solutions have a NaN "
+            "fitness (a NaN reward or a diverged simulation?)"
+        )
+        if self.config.nan_policy == "error":
+            last = self.checkpoints.list()
+            raise RunError(
+                f"{what}; nan_policy 'error' ends the run here, before this generation is checkpointed "
+                f"({last[-1].name if last else 'no checkpoint yet'} is the newest). Fix the environment, or run "
+                "with --nan-policy worst to rank such solutions below every other one."
+            )
+        if not self._nan_count:
+            print(
+                f"hpcne: warning: {what}; they are ranked worst and left out of the logged mean and median "
+                "(--nan-policy error stops instead). The total is in the final summary.",
+                file=sys.stderr,
+                flush=True,
+            )
+        self._nan_count += count
 
     def _row(self, elapsed: float, eval_time: float, comm_time: float, update_time: float) -> dict[str, float | int]:
         status = self.searcher.status
@@ -273,6 +310,7 @@ class Trainer:
                 "elapsed": elapsed,
                 "best_logged": self._best_logged,
                 "best": self._best_record,
+                "nan_count": self._nan_count,
             },
         }
         attrs = {"config": self.config.to_json(), **{f"version_{k}": v for k, v in versions().items()}}
@@ -280,9 +318,10 @@ class Trainer:
 
     def _summary(self, reason: str | None) -> None:
         status = self.searcher.status
+        nan = f"hpcne: {self._nan_count} solutions had a NaN fitness (ranked worst)\n" if self._nan_count else ""
         self._say(
             f"hpcne: done ({reason}). Best eval {status.get('best_eval', math.nan):.2f} after "
-            f"{self.problem.interaction_count} interactions.\n"
+            f"{self.problem.interaction_count} interactions.\n{nan}"
             f"hpcne: results in {self.run_dir}/{RESULTS_FILENAME}, checkpoints in {self.run_dir}/checkpoints\n"
             f"hpcne: next: `hpcne report {self.run_dir} --plot curves.png` or `hpcne evaluate {self.run_dir}`"
         )

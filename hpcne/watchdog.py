@@ -2,18 +2,21 @@
 
 An exception or a dead worker ends a run at once; a worker stuck in ``env.step`` (a simulator
 waiting on a lost licence server, a deadlocked C extension) would otherwise hold the whole job
-until the batch time limit. Every evaluating process (the serial process, each pool worker, each
-MPI rank) therefore runs a watchdog thread while it evaluates a piece of a population. Progress is
-a *beat*: a solution or an episode starting (:func:`beat`, a counter increment). A piece with no
-beat for ``hang_timeout`` seconds is a hang: the watchdog prints what the process was doing and
-the Python stack of every thread to stderr, then ends the process with :data:`EXIT_HUNG` (an MPI
-rank calls ``MPI_Abort`` with it, so the launcher ends every rank; the coordinator of a process
-pool sees its worker die and reports it).
+until the batch time limit. Progress is a *beat*: a solution or an episode starting (:func:`beat`,
+a counter increment). A piece of a population with no beat for ``hang_timeout`` seconds is a hang.
+Every evaluating process (the serial process, each pool worker, each MPI rank) is watched twice:
 
-A hang inside C code that holds the GIL keeps the watchdog thread from running; for that case
-:mod:`faulthandler` is armed too, a little later than the watchdog, and the thread re-arms it on
-every beat it sees. faulthandler prints ``Timeout (h:mm:ss)!`` and the stacks, and exits with
-status 1. (This takes over faulthandler's single countdown while a process evaluates.)
+- from inside, by a watchdog thread: it prints what the process was doing and the Python stack of
+  every thread to stderr, then ends the process with :data:`EXIT_HUNG` (an MPI rank calls
+  ``MPI_Abort`` with it, so the launcher ends every rank; a pool's coordinator reports its worker);
+- from outside, by a small watcher process (:mod:`hpcne._hangwatch`) that reads the beat counter
+  from shared memory. It needs nothing from the watched process, so it also sees a process that
+  holds the GIL in native code or was stopped (SIGSTOP), which no thread inside can report. It acts
+  a little later than the thread (a quarter of the timeout, at least 5 s): it prints the hang, has
+  faulthandler print the stacks, and kills the process (SIGKILL).
+
+A process that calls ``os._exit`` while it evaluates says so on stderr before it goes (rank, host,
+solutions), as user code that leaves this way would otherwise end an MPI job without a word.
 
 The timeout is ``HPCNE_HANG_TIMEOUT`` (seconds; ``0`` turns detection off), 600 s when unset;
 ``hpcne train --hang-timeout`` and the config key ``hang_timeout`` set it for a run.
@@ -22,12 +25,20 @@ The timeout is ``HPCNE_HANG_TIMEOUT`` (seconds; ``0`` turns detection off), 600 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import faulthandler
+import mmap
 import os
+import struct
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from hpcne import _hangwatch
 
 __all__ = ["DEFAULT_HANG_TIMEOUT", "EXIT_HUNG", "beat", "configure", "hang_timeout", "set_hang_timeout", "watching"]
 
@@ -38,13 +49,27 @@ EXIT_HUNG = 124
 """Exit status of a process ended by the watchdog (as ``timeout(1)`` uses)."""
 
 _ENV = "HPCNE_HANG_TIMEOUT"
-_beats = 0
+_real_exit = os._exit
+
+
+def _new_page() -> tuple[mmap.mmap, int, ctypes.c_int64]:
+    """A zeroed page to share with the watcher process: the mapping, its file descriptor, the beat counter."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("hpcne-watchdog")
+    else:  # not Linux: an unlinked temporary file
+        with tempfile.TemporaryFile() as file:
+            fd = os.dup(file.fileno())
+    os.ftruncate(fd, _hangwatch.PAGE_SIZE)
+    page = mmap.mmap(fd, _hangwatch.PAGE_SIZE)
+    return page, fd, ctypes.c_int64.from_buffer(page)
+
+
+_page, _page_fd, _beats = _new_page()
 
 
 def beat() -> None:
     """Record progress: a solution or an episode has started."""
-    global _beats
-    _beats += 1
+    _beats.value += 1
 
 
 def hang_timeout() -> float | None:
@@ -81,7 +106,7 @@ class _Watchdog:
 
     def __init__(self) -> None:
         self.where = f"process {os.getpid()}"
-        self.on_hang: Callable[[int], object] = os._exit
+        self.on_hang: Callable[[int], object] = _real_exit
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -89,7 +114,7 @@ class _Watchdog:
         self._timeout = DEFAULT_HANG_TIMEOUT
         self._seen = 0  # beats at the last progress seen
         self._since = 0.0  # time of the last progress seen
-        self._armed = False  # faulthandler's countdown is running
+        self._pipe: int | None = None  # the write end of the watcher's pipe: closing it releases the watcher
 
     @contextlib.contextmanager
     def watching(self, what: str) -> Iterator[None]:
@@ -101,71 +126,69 @@ class _Watchdog:
         if timeout is None:
             yield
             return
+        text = f"{self.where}\0{what}".encode()[: _hangwatch.PAGE_SIZE - _hangwatch.LAYOUT.size]
+        _page[_hangwatch.LAYOUT.size : _hangwatch.LAYOUT.size + len(text)] = text
+        outside = timeout + max(5.0, timeout / 4)  # the thread inside reports first when it can run
+        _STATE.pack_into(_page, 8, _hangwatch.STATE_EVALUATING, outside, len(text))
         with self._lock:
             self._timeout, self._what = timeout, what
-            self._seen, self._since = _beats, time.monotonic()
+            self._seen, self._since = _beats.value, time.monotonic()
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="hpcne-watchdog", daemon=True)
-                self._thread.start()
+                self._start()
         self._wake.set()
         try:
             yield
         finally:
+            _STATE.pack_into(_page, 8, _hangwatch.STATE_IDLE, outside, len(text))
             with self._lock:
                 self._what = None
 
-    def _run(self) -> None:
-        """Check for progress every quarter of the timeout (at most 5 s) while watching.
+    def _start(self) -> None:
+        """Start the watchdog thread and the watcher process; report ``os._exit`` calls from now on."""
+        self._thread = threading.Thread(target=self._run, name="hpcne-watchdog", daemon=True)
+        self._thread.start()
+        faulthandler.register(_hangwatch.DUMP_SIGNAL, file=2, all_threads=True)
+        read, self._pipe = os.pipe()
+        command = [sys.executable, "-I", "-S", Path(_hangwatch.__file__), _page_fd, read, os.getpid()]
+        subprocess.run(
+            [str(arg) for arg in command],
+            pass_fds=(_page_fd, read),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        )  # returns once the watcher has detached itself
+        os.close(read)
+        os._exit = _exit_reporting
 
-        faulthandler's countdown is (re)started on progress, so it only ends the process if this
-        thread itself cannot run; it is stopped when the process has been idle for a whole period
-        (arming it starts a thread: too slow to do for every piece of a population).
-        """
+    def _run(self) -> None:
+        """Check for progress every quarter of the timeout (at most 5 s) while watching."""
         while True:
-            period = min(self._timeout / 4, 5.0)
-            self._wake.wait(period if self._armed else None)
+            self._wake.wait(min(self._timeout / 4, 5.0) if self._what is not None else None)
             self._wake.clear()
             with self._lock:
                 now = time.monotonic()
                 if self._what is None:
-                    if self._armed:
-                        faulthandler.cancel_dump_traceback_later()
-                        self._armed = False
-                elif not self._armed or _beats != self._seen:
-                    if _beats != self._seen:
-                        self._seen, self._since = _beats, now
-                    self._arm()
+                    continue
+                if _beats.value != self._seen:
+                    self._seen, self._since = _beats.value, now
                 elif now - self._since >= self._timeout:
                     self._report(self._what)
 
-    def _arm(self) -> None:
-        """(Re)start faulthandler's countdown, a little longer than the watchdog's (to the real stderr)."""
-        faulthandler.dump_traceback_later(self._timeout + max(5.0, self._timeout / 4), exit=True, file=2)
-        self._armed = True
-
-    # faulthandler's countdown does not survive a fork, and a child that inherits it armed deadlocks
-    # when it next arms or cancels it: so it is stopped around every fork and restarted in the parent.
-    def before_fork(self) -> None:
-        self._lock.acquire()
-        if self._armed:
-            faulthandler.cancel_dump_traceback_later()
-
-    def after_fork_in_parent(self) -> None:
-        if self._armed:
-            self._arm()
-        self._lock.release()
-
     def after_fork_in_child(self) -> None:
-        """No watchdog thread, no lock held by one, nothing watched."""
+        """No watchdog thread, no watcher, no lock held by one, nothing watched; a page of its own."""
+        global _page, _page_fd, _beats
+        if self._pipe is not None:
+            os.close(self._pipe)  # else the parent's watcher would outlive the parent
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread = None
+        self._pipe = None
         self._what = None
-        self._armed = False
+        os.close(_page_fd)
+        _page, _page_fd, _beats = _new_page()
 
     def _report(self, what: str) -> None:
         """Print the hang and every thread's stack, then end the process (with the lock held)."""
-        faulthandler.cancel_dump_traceback_later()
+        _STATE.pack_into(_page, 8, _hangwatch.STATE_IDLE, 0.0, 0)  # reported here: the watcher stands down
         print(
             f"hpcne: {self.where} made no progress for {self._timeout:g} s while evaluating {what}: no solution "
             "or episode started in that time. A hung environment, policy or fitness function? The stack of "
@@ -179,12 +202,22 @@ class _Watchdog:
         self.on_hang(EXIT_HUNG)
 
 
+_STATE = struct.Struct("=qdI")  # the page's head after the beat counter (see hpcne._hangwatch.LAYOUT)
 _watchdog = _Watchdog()
-os.register_at_fork(
-    before=_watchdog.before_fork,
-    after_in_parent=_watchdog.after_fork_in_parent,
-    after_in_child=_watchdog.after_fork_in_child,
-)
+os.register_at_fork(after_in_child=_watchdog.after_fork_in_child)
+
+
+def _exit_reporting(status: int) -> None:
+    """``os._exit`` while the watchdog runs: say so first if it ends an evaluation (user code)."""
+    what = _watchdog._what
+    if what is not None:
+        with contextlib.suppress(Exception):
+            sys.stderr.write(
+                f"hpcne: {_watchdog.where} called os._exit({status}) while evaluating {what}: user code ended "
+                "the process without an error, which ends the run.\n"
+            )
+            sys.stderr.flush()
+    _real_exit(status)
 
 
 def configure(where: str, on_hang: Callable[[int], object] | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
@@ -121,7 +122,8 @@ class SearchAlgorithm:
         """The status after the last step.
 
         It holds ``iter``, the population's statistics (``popsize``, ``mean_eval``, ``median_eval``,
-        ``pop_best``, ``pop_best_eval``, ``worst_eval``), the best so far (``best``, ``best_eval``),
+        ``pop_best``, ``pop_best_eval``, ``worst_eval``; NaN fitnesses are left out of them and counted
+        in ``nan_count``), the best so far (``best``, ``best_eval``),
         the searcher's own entries (e.g. ``center``, ``stdev``) and the problem's (e.g.
         ``total_interaction_count``), plus whatever ``after_step_hook`` functions returned.
         """
@@ -152,11 +154,14 @@ class SearchAlgorithm:
         population = self.population
         if population is not None:
             evals = population.evals[:, 0]
+            nan = torch.isnan(evals)
+            finite = evals[~nan] if bool(nan.any()) else evals  # NaN counts as worst, never as a number
             best = population.argbest()
             status.update(
                 popsize=len(population),
-                mean_eval=float(evals.mean()),
-                median_eval=float(evals.median()),
+                nan_count=int(nan.sum()),
+                mean_eval=float(finite.mean()) if len(finite) else math.nan,
+                median_eval=float(finite.median()) if len(finite) else math.nan,
                 pop_best=population[best],  # a view: populations are replaced, never modified in place
                 pop_best_eval=float(evals[best]),
                 worst_eval=float(evals[population.argworst()]),

@@ -11,9 +11,9 @@ __all__ = ["RANKING_METHODS", "best_first", "check_ranking_method", "rank"]
 
 
 def best_first(fitnesses: torch.Tensor, *, higher_is_better: bool = True) -> torch.Tensor:
-    """Return the indices that sort ``fitnesses`` from best to worst.
+    """Return the indices that sort ``fitnesses`` from best to worst, NaN always last (worst).
 
-    The sort is stable: among equal fitnesses the earlier solution comes first.
+    The sort is stable: among equal fitnesses (and among NaNs) the earlier solution comes first.
 
     Args:
         fitnesses: A 1-D tensor of fitnesses.
@@ -22,7 +22,11 @@ def best_first(fitnesses: torch.Tensor, *, higher_is_better: bool = True) -> tor
     Returns:
         A long tensor of indices, the best solution's first.
     """
-    return torch.argsort(fitnesses, descending=higher_is_better, stable=True)
+    order = torch.argsort(fitnesses, descending=higher_is_better, stable=True)
+    if not fitnesses.is_floating_point():
+        return order
+    nan = torch.isnan(fitnesses)[order]
+    return torch.cat([order[~nan], order[nan]]) if bool(nan.any()) else order
 
 
 def _positions(fitnesses: torch.Tensor, higher_is_better: bool) -> torch.Tensor:
@@ -53,12 +57,22 @@ def _nes(f: torch.Tensor, higher_is_better: bool) -> torch.Tensor:
 
 
 def _normalized(f: torch.Tensor, higher_is_better: bool) -> torch.Tensor:
-    signed = f if higher_is_better else -f
+    signed = _worst_for_nan(f if higher_is_better else -f)
     return (signed - signed.mean()) / signed.std()
 
 
 def _raw(f: torch.Tensor, higher_is_better: bool) -> torch.Tensor:
-    return f.clone() if higher_is_better else -f
+    return _worst_for_nan(f.clone() if higher_is_better else -f)
+
+
+def _worst_for_nan(signed: torch.Tensor) -> torch.Tensor:
+    """Sign-adjusted fitnesses with each NaN replaced by the lowest finite one (0 when there is none)."""
+    nan = torch.isnan(signed)
+    if not bool(nan.any()):
+        return signed
+    finite = signed[~nan]
+    worst = finite.min() if len(finite) else signed.new_zeros(())
+    return torch.where(nan, worst, signed)
 
 
 _RANKERS: dict[str, Callable[[torch.Tensor, bool], torch.Tensor]] = {
@@ -101,6 +115,8 @@ def rank(
         ``"raw"``: the fitnesses themselves, negated when lower is better. ``None`` means ``"raw"``.
 
     Ties are broken by position (stable sort): the earlier of two equal fitnesses ranks higher.
+    A NaN fitness (a failed or diverged episode) is never ranked above a number: the rank-based
+    methods put it last, and ``"raw"``/``"normalized"`` treat it as the lowest number present.
 
     Args:
         fitnesses: A 1-D sequence of fitnesses.

@@ -18,8 +18,9 @@ from hpcne.io.tree import read_attrs, read_tree, tree_digest, write_attrs, write
 
 __all__ = ["FORMAT_VERSION", "Checkpoint", "CheckpointError", "CheckpointManager", "CheckpointWarning"]
 
-FORMAT_VERSION = 1
-"""Version of the checkpoint layout written by `CheckpointManager.save`."""
+FORMAT_VERSION = 2
+"""Version of the checkpoint layout written by `CheckpointManager.save`. 2: the checksum covers the root
+attributes (the config among them) as well as the state; 1 (still read): the state only."""
 
 _NAME = re.compile(r"ckpt-(\d{8,})\.h5")
 _TMP_PREFIX, _TMP_SUFFIX = ".ckpt-", ".h5.tmp"
@@ -103,17 +104,13 @@ class CheckpointManager:
         handle, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX, dir=self.directory)
         os.close(handle)
         try:
+            attrs |= {
+                "format_version": FORMAT_VERSION,
+                "generation": generation,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
             with h5py.File(tmp_name, "w", libver=_LIBVER) as file:
-                write_attrs(file, attrs)
-                write_attrs(
-                    file,
-                    {
-                        "format_version": FORMAT_VERSION,
-                        "generation": generation,
-                        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                        "checksum": tree_digest(state),
-                    },
-                )
+                write_attrs(file, {**attrs, "checksum": _checksum(attrs, state)})
                 write_tree(file.create_group(_STATE_GROUP, track_order=True), state)
             _fsync(tmp_name)
             os.replace(tmp_name, path)
@@ -139,19 +136,24 @@ class CheckpointManager:
             The checkpoint.
 
         Raises:
-            CheckpointError: The file is unreadable, incomplete, from a newer format version, or fails its
-                checksum.
+            CheckpointError: The file is unreadable, incomplete, from a newer format version, holds data that
+                `write_tree` never writes (links, external storage, ...), or fails its checksum (which covers
+                the root attributes, the config among them, and the state).
         """
         path = Path(path)
         try:
-            with h5py.File(path, "r") as file:
+            with h5py.File(path, "r", locking=False) as file:
                 attrs = read_attrs(file)
                 _check_layout(file, attrs)
                 state = read_tree(file[_STATE_GROUP])
-        except (OSError, KeyError, ValueError, TypeError) as error:
-            raise _unusable(path, str(error)) from error
-        if tree_digest(state) != attrs["checksum"]:
-            raise _unusable(path, "checksum mismatch")
+            checksum = attrs.pop("checksum")
+            covered = attrs if attrs["format_version"] >= 2 else None  # format 1 checksummed the state only
+            if _checksum(covered, state) != checksum:
+                raise ValueError("checksum mismatch")
+        except Exception as error:  # whatever a damaged file makes h5py raise (RuntimeError, OSError, ...)
+            reason = str(error) if isinstance(error, (OSError, KeyError, ValueError)) else repr(error)
+            raise _unusable(path, reason) from error
+        attrs["checksum"] = checksum
         return Checkpoint(path, attrs["generation"], state, attrs)
 
     def load_latest(self) -> Checkpoint | None:
@@ -190,6 +192,11 @@ class CheckpointManager:
             path.unlink(missing_ok=True)
         for path in self.directory.glob(f"{_TMP_PREFIX}*{_TMP_SUFFIX}"):
             path.unlink(missing_ok=True)
+
+
+def _checksum(attrs: Mapping[str, Any] | None, state: Mapping[str, Any]) -> str:
+    """The digest of the root attributes (all but the checksum itself) and the state; None: the state only."""
+    return tree_digest(state if attrs is None else {"attrs": dict(attrs), "state": state})
 
 
 def _generation_of(path: Path) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Iterator, Mapping
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -11,7 +12,7 @@ import h5py
 import numpy as np
 import torch
 
-__all__ = ["read_attrs", "read_tree", "tree_digest", "write_attrs", "write_tree"]
+__all__ = ["MAX_DEPTH", "read_attrs", "read_tree", "tree_digest", "write_attrs", "write_tree"]
 
 _KIND = "kind"
 _TORCH_DTYPE = "torch_dtype"
@@ -63,7 +64,9 @@ def read_tree(group: h5py.Group) -> dict[str, Any]:
         The tree as nested dicts, lists and tuples.
 
     Raises:
-        ValueError: The group was not written by `write_tree`.
+        ValueError: The group was not written by `write_tree`: an unknown node, a link, data stored
+            outside the file or filtered, a dataset that declares more data than the file holds, or
+            nesting deeper than `MAX_DEPTH`. Nothing is read from such a dataset.
     """
     tree = _read_node(group)
     if not isinstance(tree, dict):
@@ -219,19 +222,52 @@ def _canonical_parts(value: Any, path: str) -> Iterator[bytes]:
         yield from _canonical_parts(child, _join(path, name))
 
 
-def _read_node(node: h5py.Group | h5py.Dataset) -> Any:
+MAX_DEPTH = 64
+"""Deepest nesting `read_tree` follows; a state tree is a few levels deep, a crafted file may be thousands."""
+
+
+def _read_node(node: h5py.Group | h5py.Dataset, depth: int = 0) -> Any:
+    if depth > MAX_DEPTH:
+        raise ValueError(f"{node.name!r} is nested deeper than {MAX_DEPTH} levels; write_tree never writes that")
     kind = read_attrs(node).get(_KIND)
     if isinstance(node, h5py.Group) and kind == "dict":
-        return {name: _read_node(node[name]) for name in node}  # node[name] raises for broken links
+        return {name: _read_node(_child(node, name), depth + 1) for name in node}
     if isinstance(node, h5py.Group) and kind in ("list", "tuple"):
-        items = [_read_node(node[str(index)]) for index in range(len(node))]
+        items = [_read_node(_child(node, str(index)), depth + 1) for index in range(len(node))]
         return items if kind == "list" else tuple(items)
     if isinstance(node, h5py.Dataset) and kind in _LEAF_READERS:
+        _check_dataset(node)
         return _LEAF_READERS[kind](node)
     raise ValueError(
         f"Expected HDF5 object {node.name!r} to carry a 'kind' attribute written by write_tree, "
         f"found {kind!r}; read only groups written by write_tree."
     )
+
+
+def _child(group: h5py.Group, name: str) -> h5py.Group | h5py.Dataset:
+    """A member of ``group`` stored in it: soft and external links (to anywhere) are refused, not followed."""
+    link = group.get(name, getlink=True)
+    if not isinstance(link, h5py.HardLink):
+        raise ValueError(f"{group.name}/{name} is a {type(link).__name__}; write_tree stores every value in place")
+    return group[name]
+
+
+def _check_dataset(dataset: h5py.Dataset) -> None:
+    """Refuse a dataset that write_tree would not write, before reading a byte of it.
+
+    Its data must lie in this file (no external storage, no virtual dataset), unfiltered, and fully
+    written: a few kilobytes of file must not make the reader allocate gigabytes.
+    """
+    if dataset.external or dataset.is_virtual:
+        raise ValueError(f"{dataset.name!r} keeps its data outside the file; write_tree never does that")
+    if dataset.shape is None:  # h5py.Empty: no data
+        return
+    if dataset.compression is not None or dataset.id.get_create_plist().get_nfilters():
+        raise ValueError(f"{dataset.name!r} is filtered (compressed); write_tree never does that")
+    size = dataset.dtype.itemsize * math.prod(dataset.shape)
+    stored = dataset.id.get_storage_size()
+    if stored < size:
+        raise ValueError(f"{dataset.name!r} declares {size} bytes of data but the file holds {stored}")
 
 
 def _read_tensor(dataset: h5py.Dataset) -> torch.Tensor:

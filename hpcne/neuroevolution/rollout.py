@@ -230,9 +230,14 @@ def run_lockstep(
             bad = non_finite_slot(out)
             if bad is not None:
                 s = bad
+                culprit = (
+                    f"the environment gave it the non-finite observation {raw[s].tolist()}; check the environment"
+                    if not np.isfinite(raw[s]).all()
+                    else "check the network and its parameters"
+                )
                 raise FloatingPointError(
                     f"Solution {index_offset + job_of[s] // num_eps} produced a non-finite action "
-                    f"{out[s].tolist()} at step {t_of[s]}; check the network and its parameters."
+                    f"{out[s].tolist()} at step {t_of[s]}; {culprit}."
                 )
             if use_noise:
                 if nz.shape != out.shape:  # type: ignore[union-attr]
@@ -280,7 +285,7 @@ def run_lockstep(
                 store(busy, observations)
                 if collect_stats:
                     accumulate(busy)
-    except Exception as err:
+    except BaseException as err:  # SystemExit and KeyboardInterrupt from an environment too
         slot = getattr(err, "hpcne_slot", s)
         if slot >= 0:
             job = job_of[slot] if job_of[slot] >= 0 else next_job - 1

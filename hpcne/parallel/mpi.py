@@ -121,6 +121,7 @@ class MPIRuntime:
         self._header = np.zeros(_HEAD + self._state_len)
         self._reduce = np.zeros(0)  # the Allreduce buffer, reused while the population size stays
         if not self.is_main:
+            signals.settle()  # rank 0 decides when to stop; a worker leaving alone would hang the others
             try:
                 self._serve()
                 self.comm.Barrier()

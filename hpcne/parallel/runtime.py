@@ -15,9 +15,10 @@ import torch
 from hpcne import watchdog
 from hpcne.parallel import signals
 from hpcne.parallel.devices import choose_device, env_local_rank
+from hpcne.parallel.errors import WorkerError
 from hpcne.parallel.launch import install_mpi_excepthook, launcher_world_size
 from hpcne.parallel.threads import limit_threads
-from hpcne.parallel.worker import describe_piece
+from hpcne.parallel.worker import describe_exception, describe_piece
 
 if TYPE_CHECKING:
     from hpcne.core import EvalResult, Problem
@@ -76,8 +77,15 @@ class SerialRuntime:
     def evaluate(self, values: np.ndarray, eval_round: int) -> EvalResult:
         """Evaluate all rows here."""
         started = time.perf_counter()
-        with watchdog.watching(describe_piece(0, len(values), eval_round)):
-            result = self._problem._evaluate_local(values, 0, eval_round)
+        try:
+            with watchdog.watching(describe_piece(0, len(values), eval_round)):
+                result = self._problem._evaluate_local(values, 0, eval_round)
+        except signals.Interrupted:
+            raise
+        except (SystemExit, KeyboardInterrupt) as err:  # from user code: a failure, not a quiet exit
+            failure = describe_exception(err)
+            host = self.devices[0][0]
+            raise WorkerError(0, host, failure.solution_index, failure.traceback, kind="serial process") from None
         self.compute_seconds = result.seconds = time.perf_counter() - started
         self.stop_requested = signals.stop_requested()
         return result

@@ -10,9 +10,11 @@ from collections.abc import Iterable
 
 __all__ = [
     "STOP_SIGNALS",
+    "Interrupted",
     "clear_stop",
     "install_stop_handlers",
     "request_stop",
+    "settle",
     "stop_requested",
     "stop_signal",
 ]
@@ -21,11 +23,20 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 _FIRST_CTRL_C = b"\nhpcne: stopping after this generation, with a checkpoint (Ctrl-C again: stop at once)\n"
 _event = threading.Event()
 _received: list[int] = []
+_settled = False
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C pressed twice: stop now, abandoning the generation (the last checkpoint stays).
+
+    A subclass, so that a ``KeyboardInterrupt`` raised by user code (an environment, a fitness
+    function) is told apart from the user's own and reported as that solution's failure.
+    """
 
 
 def _handler(signum: int, _frame: object) -> None:
-    if signum == signal.SIGINT and signal.SIGINT in _received:
-        raise KeyboardInterrupt  # Ctrl-C twice: stop now, abandoning the generation (the last checkpoint stays)
+    if signum == signal.SIGINT and signal.SIGINT in _received and not _settled:
+        raise Interrupted
     _received.append(signum)
     _event.set()
     if signum == signal.SIGINT and sys.stderr is not None and sys.stderr.isatty():
@@ -35,11 +46,23 @@ def _handler(signum: int, _frame: object) -> None:
 def install_stop_handlers(signals: Iterable[int] = STOP_SIGNALS) -> None:
     """Make the given signals request a stop instead of killing the process (main thread only).
 
-    A second SIGINT (Ctrl-C pressed twice) raises KeyboardInterrupt: the generation in progress is
-    abandoned and the run ends at once; the last checkpoint written stays valid.
+    A second SIGINT (Ctrl-C pressed twice) raises :class:`Interrupted` (a KeyboardInterrupt): the
+    generation in progress is abandoned and the run ends at once; the last checkpoint written stays
+    valid. After :func:`settle` it only requests a stop.
     """
     for sig in signals:
         signal.signal(sig, _handler)
+
+
+def settle() -> None:
+    """From now on a second SIGINT only requests a stop, as the first one did.
+
+    For a process with nothing to abandon: an MPI worker rank (rank 0 decides when the job stops;
+    a worker that left on its own would leave the others waiting in a collective) and a run whose
+    stop checkpoint is written (its exit status stays 75, "resume me").
+    """
+    global _settled
+    _settled = True
 
 
 def request_stop() -> None:
@@ -59,5 +82,7 @@ def stop_signal() -> str | None:
 
 def clear_stop() -> None:
     """Forget earlier stop requests (a new run starts)."""
+    global _settled
     _event.clear()
     _received.clear()
+    _settled = False

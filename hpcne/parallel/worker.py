@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hpcne.core import EvalResult, Problem
+from hpcne.parallel.signals import Interrupted
 from hpcne.watchdog import watching
 
 __all__ = ["Failure", "describe_exception", "describe_piece", "evaluate_piece"]
@@ -39,6 +40,9 @@ def describe_piece(start: int, count: int, eval_round: int) -> str:
 def evaluate_piece(problem: Problem, values: np.ndarray, start: int, eval_round: int) -> EvalResult | Failure:
     """Evaluate rows ``start, start+1, ...`` of a round; turn an exception into a :class:`Failure`.
 
+    Any exception counts, ``SystemExit`` and ``KeyboardInterrupt`` raised by an environment or a
+    fitness function included: leaving the process from there would leave the others waiting.
+
     An empty piece (a rank with no rows when the population is smaller than the job) is not
     handed to the problem.
     """
@@ -48,7 +52,9 @@ def evaluate_piece(problem: Problem, values: np.ndarray, start: int, eval_round:
     try:
         with watching(describe_piece(start, len(values), eval_round)):
             result = problem._evaluate_local(values, start, eval_round)
-    except Exception as err:
+    except Interrupted:  # the user's own Ctrl-C, twice: not a failure of this solution
+        raise
+    except BaseException as err:  # SystemExit or KeyboardInterrupt from user code fails its solution too
         return describe_exception(err)
     result.seconds = time.perf_counter() - started
     return result

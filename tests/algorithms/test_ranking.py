@@ -50,3 +50,23 @@ def test_ties_favour_the_earlier_solution() -> None:
 def test_unknown_method_lists_the_choices() -> None:
     with pytest.raises(ValueError, match=r"Unknown ranking method 'ranked'.*centered, linear, nes, normalized, raw"):
         rank(FITNESSES, "ranked")
+
+
+@pytest.mark.parametrize("method", RANKING_METHODS)
+@pytest.mark.parametrize("higher_is_better", [True, False])
+def test_nan_is_never_ranked_above_a_number(method: str, higher_is_better: bool) -> None:
+    """A NaN fitness (a NaN reward) once got the top utility; it must get the lowest, and no NaN utility."""
+    fitnesses = torch.tensor([10.0, float("nan"), 30.0, 20.0, float("nan")], dtype=torch.float64)
+    utilities = rank(fitnesses, method, higher_is_better=higher_is_better)
+    assert not torch.isnan(utilities).any()
+    numbers = utilities[[0, 2, 3]]
+    assert float(utilities[1]) <= float(numbers.min()) and float(utilities[4]) <= float(numbers.min())
+    finite_order = rank(fitnesses[[0, 2, 3]], method, higher_is_better=higher_is_better).argsort()
+    assert numbers.argsort().tolist() == finite_order.tolist()  # the numbers keep their own order
+
+
+@pytest.mark.parametrize("higher_is_better", [True, False])
+def test_best_first_puts_nan_last_in_a_stable_order(higher_is_better: bool) -> None:
+    fitnesses = torch.tensor([float("nan"), 1.0, float("nan"), 2.0])
+    expected = [3, 1, 0, 2] if higher_is_better else [1, 3, 0, 2]
+    assert best_first(fitnesses, higher_is_better=higher_is_better).tolist() == expected

@@ -91,6 +91,42 @@ class HangingEnv(gym.Wrapper):
         return self.env.step(action)
 
 
+class FaultyEnv(gym.Wrapper):
+    """CartPole that misbehaves at step 3 on the last rank (or in a pool worker), in the way ``fault`` names."""
+
+    def __init__(self, fault: str) -> None:
+        super().__init__(gym.make("CartPole-v1"))
+        self.fault, self.steps = fault, 0
+
+    def step(self, action: Any) -> Any:
+        self.steps += 1
+        if self.steps == 3 and on_last_rank():
+            FAULTS[self.fault]()
+        return self.env.step(action)
+
+
+def _hold_the_gil() -> None:
+    import re
+
+    re.match(r"(a+)+$", "a" * 60 + "b")  # catastrophic backtracking in C: the GIL is held for hours
+
+
+FAULTS: dict[str, Callable[[], object]] = {
+    "exit": lambda: sys.exit(0),  # SystemExit(0): must not end the job quietly
+    "interrupt": lambda: (_ for _ in ()).throw(KeyboardInterrupt("raised by the environment")),
+    "os_exit": lambda: os._exit(3),
+    "stop": lambda: os.kill(os.getpid(), signal.SIGSTOP),
+    "gil": _hold_the_gil,
+}
+
+
+def faulty(fault: str) -> Callable[[], Problem]:
+    """A scenario whose environment misbehaves with ``fault``."""
+    # rollout_batch_size: no timing of a step before the rollouts, so that the fault meets a solution
+    env = lambda: FaultyEnv(fault)  # noqa: E731
+    return lambda: GymNE(env, "Linear(obs_length, act_length)", seed=1, num_actors=2, rollout_batch_size=2)
+
+
 def scenario_raise() -> Problem:
     return NEProblem("max", "Linear(2, 1)", raising_eval, seed=1, num_actors=2)
 
@@ -138,6 +174,7 @@ SCENARIOS: dict[str, tuple[Callable[[], Problem], int]] = {
     "nan": (scenario_nan, PENDULUM_WIDTH),
     "build": (scenario_build, CARTPOLE_WIDTH),
     "lazy_build": (scenario_lazy_build, 3),
+    **{fault: (faulty(fault), CARTPOLE_WIDTH) for fault in FAULTS},
 }
 
 

@@ -65,6 +65,22 @@ def test_a_hung_rank_ends_the_job_with_its_stack() -> None:
     assert re.search(r'File ".*scenarios.py", line \d+ in step', output), output  # where it hung
 
 
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("exit", r"WorkerError: rank 2 on host \S+ failed while evaluating solution 8:(.|\n)*SystemExit: 0"),
+        ("interrupt", r"WorkerError: rank 2 on host \S+ failed while evaluating solution 8:(.|\n)*KeyboardInterrupt"),
+        ("os_exit", r"hpcne: rank 2 \(pid \d+\) on host \S+ called os._exit\(3\) while evaluating solutions 8-11"),
+        ("stop", r"hpcne: rank 2 \(pid \d+\) on host \S+ made no progress for \d+ s while evaluating solutions 8-11"),
+    ],
+    ids=lambda value: value if value.isidentifier() else "",
+)
+def test_a_rank_that_leaves_or_stops_in_user_code_ends_the_job_with_a_message(fault: str, message: str) -> None:
+    """SystemExit, KeyboardInterrupt and os._exit in env.step, or a SIGSTOP: once hangs or silent exits."""
+    output = failed_run(fault, ranks=3, HPCNE_HANG_TIMEOUT="2")
+    assert re.search(message, output), output
+
+
 def test_a_rank_that_cannot_build_its_problem_ends_the_job_before_any_work() -> None:
     stderr = failed_run("build", ranks=3)
     assert re.search(r"hpcne: rank 2 on host \S+ failed:", stderr)
@@ -93,6 +109,8 @@ def test_a_failing_pool_worker_ends_the_script_with_one_message() -> None:
         ("bad_step", r"failed while evaluating solution \d+:(.|\n)*simulator lost its connection"),
         ("kill", r"pool worker \d on host \S+ failed:\nWorker process \d+ was killed by signal 9 while evaluating"),
         ("hang", r"pool worker \d on host \S+ failed:\nWorker process \d+ exited with code 124 \(its hang detection"),
+        ("stop", r"pool worker \d on host \S+ failed:\nWorker process \d+ was killed by signal 9 while evaluating"),
+        ("exit", r"pool worker \d on host \S+ failed while evaluating solution \d+:(.|\n)*SystemExit: 0"),
     ],
 )
 def test_pool_worker_failures_raise_worker_error(monkeypatch: pytest.MonkeyPatch, scenario: str, message: str) -> None:

@@ -1,5 +1,7 @@
 """Hang detection (hpcne.watchdog): an evaluation that stops making progress ends the process with a
-report and the stacks, whether the hang releases the GIL or holds it; steady progress never trips it.
+report and the stacks, whether the hang releases the GIL, holds it, or the process was stopped;
+steady progress never trips it. User code that leaves the process (os._exit, SystemExit,
+KeyboardInterrupt) is reported too.
 
 Each case runs a small script in a subprocess (the watchdog ends the process it watches).
 """
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -46,11 +49,45 @@ def test_a_hang_that_releases_the_gil_ends_the_process_with_a_report() -> None:
     assert 'File "<string>", line 6 in fitness' in done.stderr  # the hung frame
 
 
-def test_a_hang_that_holds_the_gil_is_caught_by_faulthandler() -> None:
-    done = run("re.match(r'(a+)+$', 'a' * 60 + 'b')  # catastrophic backtracking in C, GIL held")
+@pytest.mark.parametrize(
+    ("body", "how"),
+    [
+        ("re.match(r'(a+)+$', 'a' * 60 + 'b')  # catastrophic backtracking in C", "it holds the GIL in native code"),
+        ("os.kill(os.getpid(), 19)  # SIGSTOP", r"it is stopped \(SIGSTOP or a debugger\)"),
+    ],
+    ids=["holds-the-gil", "stopped"],
+)
+def test_a_hang_the_process_cannot_report_is_ended_from_outside(body: str, how: str) -> None:
+    """Neither can run the watchdog thread; the watcher process reports and kills them (1 s + 5 s grace)."""
+    done = run(body)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert "finished" not in done.stdout
+    assert re.search(
+        rf"hpcne: the evaluating process \(pid \d+\) on host \S+ made no progress for \d+ s while evaluating "
+        rf"solutions 0-3 of evaluation round 0, and could not report it itself: {how}",
+        done.stderr,
+    ), done.stderr
+    if "GIL" in how:
+        assert 'File "<string>", line 6 in fitness' in done.stderr  # faulthandler's stack, printed without the GIL
+
+
+def test_os_exit_in_user_code_is_reported() -> None:
+    done = run("os._exit(3)")
+    assert done.returncode == 3, done.stderr
+    assert re.search(
+        r"hpcne: the evaluating process \(pid \d+\) on host \S+ called os._exit\(3\) while evaluating solutions 0-3",
+        done.stderr,
+    ), done.stderr
+
+
+@pytest.mark.parametrize("raised", ["SystemExit(0)", "KeyboardInterrupt()"])
+def test_system_exit_or_keyboard_interrupt_in_user_code_is_a_failure(raised: str) -> None:
+    """Serially, ``sys.exit(0)`` in a fitness function once ended the run quietly with status 0."""
+    done = run(f"raise {raised}")
     assert done.returncode == 1, done.stderr
-    assert "Timeout (0:00:06)!" in done.stderr
-    assert 'File "<string>", line 6 in fitness' in done.stderr
+    assert "finished" not in done.stdout
+    assert re.search(r"WorkerError: serial process 0 on host \S+ failed while evaluating solution 0:", done.stderr)
+    assert raised.split("(")[0] in done.stderr
 
 
 def test_steady_progress_never_trips_it() -> None:
@@ -65,10 +102,10 @@ def test_zero_turns_it_off() -> None:
 
 
 def test_a_fork_inside_a_watched_evaluation_is_safe() -> None:
-    """faulthandler's countdown does not survive a fork: a child that inherited it armed would deadlock."""
+    """A child forked mid-piece watches its own pieces; its parent's watcher does not wait for it."""
     done = run(
         textwrap.dedent("""
-        time.sleep(0.3)  # the watchdog thread has armed faulthandler by now
+        time.sleep(0.3)  # the watchdog thread and the watcher process run by now
         pid = os.fork()
         if pid == 0:
             from hpcne import watchdog

@@ -3,11 +3,13 @@ generation it stopped at, serially, with a process pool and under MPI; resuming 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from run_helpers import LONG_GENERATIONS, TINY, TINY_LONG, Cli, Running, assert_same_run, load_run
@@ -112,3 +114,46 @@ def test_ctrl_c_twice_stops_at_once_and_keeps_the_last_checkpoint(cli: Cli, tmp_
     # the second Ctrl-C may land between a generation's row and its checkpoint: a resume drops that row
     assert rows[-1] - 1 <= record.checkpoint_generation <= rows[-1], done.output
     assert not running.process_tree()[1:], "pool workers outlived the run"
+
+
+def test_ctrl_c_after_the_stop_checkpoint_is_written_keeps_exit_status_75(
+    in_process: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Once "checkpoint written … Exit status 75" is printed, a second Ctrl-C must not turn it into 130."""
+    from hpcne.run import Trainer
+
+    checkpoint, say = Trainer._checkpoint, Trainer._say
+
+    def checkpoint_then_ctrl_c(self: Trainer, elapsed: float) -> None:
+        checkpoint(self, elapsed)
+        if self.generation == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # the first: stop after the next generation
+
+    def say_then_ctrl_c(self: Trainer, text: str) -> None:
+        say(self, text)
+        if f"Exit status {EXIT_PREEMPTED}" in text:
+            os.kill(os.getpid(), signal.SIGINT)  # the second, once the run has said it is preempted
+
+    monkeypatch.setattr(Trainer, "_checkpoint", checkpoint_then_ctrl_c)
+    monkeypatch.setattr(Trainer, "_say", say_then_ctrl_c)
+    status, out, err = in_process(["train", *TINY, "--workers", "1", "--run-dir", tmp_path / "run"])
+    assert status == EXIT_PREEMPTED, out + err
+    assert "stopped by SIGINT after generation 3; checkpoint written" in out, out + err
+    assert "interrupted" not in err
+
+
+@pytest.mark.slow
+def test_ctrl_c_twice_on_a_worker_rank_alone_stops_the_job_with_a_checkpoint(cli: Cli, tmp_path: Path) -> None:
+    """Only rank 0 decides to stop at once; a worker's second SIGINT is one more stop request (once: a hang)."""
+    run_dir = tmp_path / "run"
+    running = cli.start(["train", *TINY_LONG, "--run-dir", run_dir], ranks=2)
+    ranks = wait_for_ranks(running)
+    running.wait_rows(run_dir, 2)
+    worker = next(pid for pid in ranks if b"PMI_RANK=1\0" in Path(f"/proc/{pid}/environ").read_bytes())
+    os.kill(worker, signal.SIGINT)
+    time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(worker, signal.SIGINT)
+    done = running.wait()
+    assert done.returncode == EXIT_PREEMPTED, done.output
+    assert "stopped by a stop request on another rank" in done.stdout, done.output

@@ -1,0 +1,133 @@
+"""Faults met by a training run: NaN fitnesses, a second writer, damaged or foreign files, bad numbers.
+
+Each case ends with a clear message (or is handled as documented in docs/TRAINING.md), never a hang,
+a traceback or silently wrong results.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from run_helpers import LONG_GENERATIONS, TINY, TINY_LONG, load_run
+
+from hpcne.io.lock import LOCK_FILENAME, RunDirLock, RunDirLocked
+
+
+class NaNRewardCartPole(gym.Wrapper):
+    """CartPole whose reward at step 3 is NaN when the policy pushes right: some solutions get NaN fitness."""
+
+    def __init__(self) -> None:
+        super().__init__(gym.make("CartPole-v1"))
+        self.steps = 0
+
+    def reset(self, **kwargs: Any) -> Any:
+        self.steps = 0
+        return self.env.reset(**kwargs)
+
+    def step(self, action: Any) -> Any:
+        self.steps += 1
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, math.nan if self.steps == 3 and action == 1 else reward, terminated, truncated, info
+
+
+@pytest.fixture(scope="module")
+def nan_env() -> str:
+    name = "hpcne-test/NaNRewardCartPole-v0"
+    if name not in gym.registry:
+        gym.register(name, entry_point=NaNRewardCartPole)
+    return name
+
+
+def test_nan_fitness_is_ranked_worst_counted_and_left_out_of_the_log(in_process, nan_env: str, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    status, out, err = in_process(["train", *TINY, "--generations", "3", "--env", nan_env, "--run-dir", run_dir])
+    assert status == 0, out + err
+    assert "solutions have a NaN fitness (a NaN reward or a diverged simulation?); they are ranked worst" in err
+    assert err.count("NaN fitness") == 1, err  # warned once, then counted
+    assert "solutions had a NaN fitness (ranked worst)" in out
+    table = load_run(run_dir).table
+    for column in ("mean_eval", "median_eval", "best_eval", "pop_best_eval", "worst_eval"):
+        assert np.isfinite(table[column]).all(), table
+
+
+def test_nan_policy_error_ends_the_run_before_the_generation_is_checkpointed(
+    in_process, nan_env: str, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    args = ["train", *TINY, "--generations", "3", "--env", nan_env, "--nan-policy", "error", "--run-dir", run_dir]
+    status, out, err = in_process(args)
+    assert status == 1, out + err
+    assert err.startswith("hpcne: error: generation 1: "), err
+    assert "nan_policy 'error' ends the run here, before this generation is checkpointed (no checkpoint yet" in err
+    assert not list((run_dir / "checkpoints").glob("ckpt-*.h5"))
+
+
+# ---------------------------------------------------------------------------- the run directory's lock
+def test_a_second_run_on_a_busy_run_directory_is_refused_naming_the_holder(in_process, cli, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    first = cli.start(["train", *TINY_LONG, "--workers", "1", "--run-dir", run_dir])
+    first.wait_rows(run_dir, 1)
+    status, out, err = in_process(["train", *TINY_LONG, "--workers", "1", "--run-dir", run_dir])
+    assert status == 1, out + err
+    assert re.match(
+        rf"hpcne: error: {re.escape(str(run_dir))} is in use by hpcne on host {socket.gethostname()}, "
+        rf"pid {first.pid} \(since .*\): two runs writing one directory would mix",
+        err,
+    ), err
+    first.send(signal.SIGTERM)
+    assert first.wait().returncode == 75
+    status, out, err = in_process(["resume", run_dir, "--generations", str(LONG_GENERATIONS)])
+    assert status == 0, out + err  # the lock went with its holder
+
+
+def test_a_lock_file_left_by_a_dead_run_does_not_block(in_process, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / LOCK_FILENAME).write_text(json.dumps({"host": socket.gethostname(), "pid": dead_pid()}))
+    status, out, err = in_process(["train", *TINY, "--generations", "2", "--workers", "1", "--run-dir", run_dir])
+    assert status == 0, out + err
+
+
+def test_a_lock_kept_for_a_dead_holder_is_reported_as_stale(tmp_path: Path) -> None:
+    """A shared filesystem may keep a dead client's lock for a while: the message says so."""
+    path = tmp_path / LOCK_FILENAME
+    holder = json.dumps({"host": socket.gethostname(), "pid": dead_pid(), "started": "then"})
+    keeper = subprocess.Popen(
+        [sys.executable, "-c", KEEP_LOCK, str(path), holder], stdout=subprocess.PIPE, text=True
+    )  # fmt: skip
+    try:
+        assert keeper.stdout is not None and keeper.stdout.readline() == "locked\n"
+        with pytest.raises(RunDirLocked, match=r"no longer runs on this host: the lock is stale"):
+            RunDirLock(tmp_path).acquire()
+    finally:
+        keeper.kill()
+        keeper.wait()
+    RunDirLock(tmp_path).acquire()  # gone with its keeper
+
+
+KEEP_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.lockf(fd, fcntl.LOCK_EX)
+os.write(fd, sys.argv[2].encode())
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
