@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 import sys
@@ -11,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpcne.hints import did_you_mean
 from hpcne.watchdog import DEFAULT_HANG_TIMEOUT
 
 if sys.version_info >= (3, 11):
@@ -83,7 +83,7 @@ class RunConfig:
         num_subbatches: Dynamic load balancing: pieces per generation.
         subbatch_size: Dynamic load balancing: solutions per piece.
         eval_center_every: Evaluate the center policy every this many generations (0: never).
-        center_episodes: Episodes of each center evaluation.
+        center_episodes: Episodes of each center evaluation (a target reward is judged on their mean).
         log_interval: Print a progress line every this many generations (batch logs).
         hang_timeout: Seconds an evaluating worker may go without starting a solution or an episode
             before it counts as hung and ends the run with its stack (0: never; see hpcne.watchdog).
@@ -116,7 +116,7 @@ class RunConfig:
     num_subbatches: int | None = None
     subbatch_size: int | None = None
     eval_center_every: int = 1
-    center_episodes: int = 1
+    center_episodes: int = 5
     log_interval: int = 1
     hang_timeout: float = DEFAULT_HANG_TIMEOUT
 
@@ -126,9 +126,7 @@ class RunConfig:
         names = [f.name for f in dataclasses.fields(cls)]
         for key in values:
             if key not in names:
-                close = difflib.get_close_matches(key, names, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else f" Known options: {', '.join(names)}."
-                raise ConfigError(f"Unknown option {key!r} in {source}.{hint}")
+                raise ConfigError(f"Unknown option {key!r} in {source}.{did_you_mean(key, names)}")
         config = cls(**values)
         config.validate()
         return config
