@@ -70,8 +70,8 @@ def test_an_output_in_a_missing_folder_is_refused_before_reading(in_process, bas
         target = tmp_path / "nodir" / "x.png"
         status, _out, err = in_process(["report", tmp_path / "not-a-run", flag, target])  # the run is not read
         assert status == 2
-        assert err == f"hpcne: error: {flag} {target}: the folder {target.parent} does not exist; create it or " \
-            "choose another path.\n"  # fmt: skip
+        folder = f"the folder {target.parent} does not exist; create it or choose another path."
+        assert err == f"hpcne: error: {flag} {target}: {folder}\n"
 
 
 @pytest.mark.parametrize("name", ["x.avi", "x"])
@@ -105,18 +105,17 @@ def test_the_next_hint_works_for_every_kind_of_searcher(in_process, tmp_path: Pa
     assert f"scores the {which} over 10 episodes" in out
 
 
-def test_the_final_lines_say_how_the_target_was_judged_and_where_everything_went(
-    in_process, tmp_path: Path
-) -> None:
+def test_the_final_lines_say_how_the_target_was_judged_and_where_everything_went(in_process, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     status, out, err = in_process(["train", *SHORT, "--target-reward", "5", "--generations", "9", "--run-dir", run_dir])
     assert status == 0, out + err
-    judged = re.search(r"done after generation 1 \(reached the target reward 5.0: the center's mean return over "
-                       r"5 episodes was ([\d.]+)\)", out)  # fmt: skip
-    assert judged and float(judged.group(1)) >= 5, out
-    assert f"results (log and best solution) in {run_dir / 'results.h5'}; checkpoints in {run_dir / 'checkpoints'} " \
-        "(newest ckpt-00000001.h5)" in out, out  # fmt: skip
-    status, out, err = in_process(["train", "--algo", "ga", *SHORT, "--target-reward", "5", "--run-dir", tmp_path / "g"])
+    judged = r"reached the target reward 5.0: the center's mean return over 5 episodes was ([\d.]+)"
+    found = re.search(rf"done after generation 1 \({judged}\)", out)
+    assert found and float(found.group(1)) >= 5, out
+    went = f"results (log and best solution) in {run_dir / 'results.h5'}; checkpoints in {run_dir / 'checkpoints'}"
+    assert f"{went} (newest ckpt-00000001.h5)" in out, out
+    ga = ["--algo", "ga", *SHORT, "--target-reward", "5"]
+    status, out, err = in_process(["train", *ga, "--run-dir", tmp_path / "g"])
     assert status == 0, out + err
     assert "(reached the target reward 5.0: the population's best mean return over 1 episode was" in out, out
 
