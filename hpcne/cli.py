@@ -189,27 +189,37 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Summarise runs; optionally plot learning curves and export CSV."""
+    """Summarise runs or compare groups of runs; optionally plot learning curves and export CSV."""
     from hpcne.io.analysis import load_runs, plot_learning_curves, summarize
+    from hpcne.io.report import compare_groups, load_groups, parse_groups
     from hpcne.io.video import check_output_folder
 
     for path, flag in ((args.plot, "--plot"), (args.csv, "--csv")):
         if path:
             _checked(check_output_folder, path, flag=flag)
-    runs = load_runs(args.run_dirs)
-    table = summarize(runs)
+    if args.min_runs is not None and args.min_runs < 1:
+        raise ConfigError(f"--min-runs must be a positive integer; got {args.min_runs}.")
+    if bool(args.group) == bool(args.run_dirs):
+        raise ConfigError("Give run directories, or groups of them with --group NAME=GLOB, not both or neither.")
+    groups = _checked(parse_groups, args.group) if args.group else None
+    runs = load_groups(groups) if groups else load_runs(args.run_dirs)
     import pandas as pd
 
-    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.2f}".format):
+    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.2f}".format):
+        table = summarize(runs)
         print(table.to_string())
-        if len(table) > 1:  # a sweep: mean and spread over its runs
+        if groups:
+            print("\nover the seeds of each group (±95%: half-width of the 95% t-interval of the mean):")
+            print(compare_groups(runs).T.to_string())  # one column per group
+        elif len(table) > 1:  # a sweep: mean and spread over its runs
             print(f"\nover {len(table)} runs:")
             print(table.agg(["mean", "std", "min", "max"]).to_string())
     if args.csv:
         runs.to_csv(args.csv, index=False)
         print(f"hpcne: wrote every generation of every run to {args.csv}")
     if args.plot:
-        path = plot_learning_curves(runs, args.plot)
+        group_by = "group" if groups else None
+        path = plot_learning_curves(runs, args.plot, group_by=group_by, min_runs=args.min_runs)
         print(f"hpcne: wrote learning curves to {path}")
     return 0
 
@@ -335,9 +345,13 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--obs-norm", action=argparse.BooleanOptionalAction, help="observation normalization")
     train.add_argument("--opt", action="append", metavar="KEY=VALUE", help="an algorithm option (repeatable)")
     report = sub.add_parser("report", help="summary table, learning curves, CSV")
-    report.add_argument("run_dirs", nargs="+")
+    report.add_argument("run_dirs", nargs="*")
+    report.add_argument(
+        "--group", action="append", metavar="NAME=GLOB", help="a group of runs to compare, e.g. pgpe='runs/pgpe/*'"
+    )
     report.add_argument("--plot", metavar="FILE.png")
     report.add_argument("--csv", metavar="FILE.csv")
+    report.add_argument("--min-runs", type=int, help="plot a group's mean where at least this many runs have data")
     evaluate = sub.add_parser("evaluate", help="re-run the best or center policy of a run")
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--episodes", type=int, default=10)

@@ -6,6 +6,8 @@ import re
 import shlex
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from run_helpers import GENERATIONS, TINY, Cli
 
@@ -197,3 +199,55 @@ def test_evaluate_renders_an_mp4_with_progress_lines(in_process, baseline: Path,
     pixels = [frame for frame in reader]
     assert len(pixels) == frames
     assert len(set(pixels)) > 1  # the pole moves
+
+
+# ---------------------------------------------------------------------------- comparing groups of runs
+
+
+def test_report_compares_groups_of_seeds(in_process, tmp_path: Path) -> None:
+    from hpcne.io.analysis import read_results
+
+    lengths = {"pgpe": (3, 5, 6), "snes": (4, 4)}
+    for algo, generations in lengths.items():
+        for seed, count in enumerate(generations):
+            run = ["train", "--algo", algo, *SHORT, "--seed", seed, "--generations", count]
+            status, out, err = in_process([*run, "--run-dir", tmp_path / algo / f"seed{seed}"])
+            assert status == 0, out + err
+    plot, csv = tmp_path / "cmp.png", tmp_path / "cmp.csv"
+    groups = ["--group", f"pgpe={tmp_path}/pgpe/seed*", "--group", f"snes={tmp_path}/snes/seed0,{tmp_path}/snes/seed1"]
+    status, out, err = in_process(["report", *groups, "--plot", plot, "--csv", csv])
+    assert status == 0, out + err
+    table = out[out.index("over the seeds of each group") :].splitlines()
+    assert table[1].split() == ["group", "pgpe", "snes"], out
+    body = [line.split() for line in table[2:] if not line.startswith("hpcne: ")]
+    rows = {" ".join(words[:-2]): [float(v) for v in words[-2:]] for words in body}
+    for column, algo in enumerate(lengths):
+        logs = [read_results(tmp_path / algo / f"seed{seed}") for seed in range(len(lengths[algo]))]
+        best = np.array([log["best_eval"].max() for log in logs])
+        final_center = np.array([log["center_eval"].iloc[-1] for log in logs])
+        t = {2: 12.706, 3: 4.303}[len(logs)]
+        assert rows["runs"][column] == len(logs)
+        assert rows["best mean"][column] == pytest.approx(best.mean(), abs=0.01)
+        assert rows["final center mean"][column] == pytest.approx(final_center.mean(), abs=0.01)
+        assert rows["final center std"][column] == pytest.approx(final_center.std(ddof=1), abs=0.01)
+        half = t * final_center.std(ddof=1) / np.sqrt(len(logs))
+        assert rows["final center ±95%"][column] == pytest.approx(half, abs=0.01)
+        assert rows["generations"][column] == pytest.approx(np.mean(lengths[algo]), abs=0.01)
+    assert "pgpe/seed2" in out and "snes/seed1" in out
+    frame = pd.read_csv(csv)
+    assert frame.groupby("group").size().to_dict() == {"pgpe": 3 + 5 + 6, "snes": 4 + 4}
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--group", "pgpe"], "--group takes NAME=GLOB"),
+        (["--group", "a=nothing/here*"], "--group a: 'nothing/here*' matches no run directory"),
+        ([], "Give run directories, or groups of them with --group NAME=GLOB, not both or neither."),
+        (["run", "--min-runs", "0"], "--min-runs must be a positive integer; got 0."),
+    ],
+)
+def test_report_refuses_bad_groups(in_process, tmp_path: Path, args: list[str], expected: str) -> None:
+    status, _out, err = in_process(["report", *args])
+    assert status == 2 and expected in err, err
