@@ -40,6 +40,7 @@ _TRAIN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--eval-center-every", {"type": int}),
     ("--log-interval", {"type": int}),
     ("--hang-timeout", {"type": float, "help": "seconds a worker may go without a new episode (0: off; 600)"}),
+    ("--track", {"help": "experiment trackers, offline in the run directory: tensorboard,mlflow,wandb"}),
 ]
 
 # Flags of `hpcne train` that a resume refuses: they change what a generation computes.

@@ -42,6 +42,7 @@ MUTABLE_KEYS = frozenset(
         "num_subbatches",
         "subbatch_size",
         "hang_timeout",
+        "track",
     }
 )
 
@@ -87,6 +88,8 @@ class RunConfig:
         log_interval: Print a progress line every this many generations (batch logs).
         hang_timeout: Seconds an evaluating worker may go without starting a solution or an episode
             before it counts as hung and ends the run with its stack (0: never; see hpcne.watchdog).
+        track: Experiment trackers to log to, offline, in the run directory: tensorboard, mlflow, wandb
+            (see hpcne.trackers; ``pip install 'hpcne[track]'``).
     """
 
     env: str = "CartPole-v1"
@@ -119,6 +122,7 @@ class RunConfig:
     center_episodes: int = 5
     log_interval: int = 1
     hang_timeout: float = DEFAULT_HANG_TIMEOUT
+    track: list[str] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "the configuration") -> RunConfig:
@@ -169,6 +173,12 @@ class RunConfig:
             raise ConfigError(f"backend must be serial, pool or mpi; got {self.backend!r}.")
         if not (self.workers in (None, "max") or (isinstance(self.workers, int) and self.workers >= 0)):
             raise ConfigError(f"workers must be 'max' or a non-negative integer; got {self.workers!r}.")
+        from hpcne.trackers import check_trackers
+
+        try:
+            self.track = check_trackers(self.track)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         if not isinstance(self.algo_options, dict):
             raise ConfigError(f"algo_options must be a table of keyword arguments; got {self.algo_options!r}.")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import gymnasium
+import h5py
 import numpy as np
 import torch
 
@@ -22,6 +23,7 @@ from hpcne.io.results import RESULT_COLUMNS, RESULTS_FILENAME, ResultsWriter
 from hpcne.neuroevolution import GymNE
 from hpcne.parallel import signals
 from hpcne.progress import Progress
+from hpcne.trackers import RunTrackers
 
 __all__ = [
     "EXIT_ERROR",
@@ -176,10 +178,16 @@ class Trainer:
                     file=sys.stderr,
                     flush=True,
                 )
+        try:  # before the clocks start: opening a tracker takes a second or two
+            trackers = RunTrackers(cfg, self.run_dir, generation=self.generation)
+        except BaseException:
+            self.results.close()
+            raise
         started = time.monotonic()
         has_center = self.searcher.status.get("center") is not None
         progress = Progress(self.out, cfg, self.generation, self.problem.interaction_count, has_center=has_center)
         stop_reason = self._stop_reason(None)
+        finished = False
         try:
             while stop_reason is None:
                 before = self.problem.eval_seconds, self.problem.comm_seconds, time.perf_counter()
@@ -190,6 +198,7 @@ class Trainer:
                 eval_time, comm_time = self.problem.eval_seconds - before[0], self.problem.comm_seconds - before[1]
                 row = self._row(elapsed, eval_time, comm_time, step_time - eval_time)
                 self.results.append(row)
+                trackers.log(row)
                 self._log_best(row)
                 progress.update(row)
                 stop_reason = self._stop_reason(row)
@@ -205,10 +214,14 @@ class Trainer:
                         f"Exit status {EXIT_PREEMPTED}."
                     )
                     return EXIT_PREEMPTED
+            finished = True
         finally:
             progress.close()
             self.results.close()
-        self._summary(stop_reason)
+            if not finished:
+                trackers.close()
+        tracked = trackers.finish(self._write_best() if cfg.track else None)
+        self._summary(stop_reason, tracked)
         return EXIT_OK
 
     def _row(self, elapsed: float, eval_time: float, comm_time: float, update_time: float) -> dict[str, float | int]:
@@ -293,7 +306,18 @@ class Trainer:
         attrs = {"config": self.config.to_json(), **{f"version_{k}": v for k, v in versions().items()}}
         self.checkpoints.save(self.generation, state, attrs)
 
-    def _summary(self, reason: str | None) -> None:
+    def _write_best(self) -> Path | None:
+        """``best.h5``: the best solution as the results file holds it, for trackers' artifacts."""
+        if not self._best_record:
+            return None
+        path = self.run_dir / "best.h5"
+        with h5py.File(path, "w") as file:
+            for key, value in self._best_record.items():
+                file[key] = value
+            file.attrs.update(env=self.config.env, network=self.config.network, config=self.config.to_json())
+        return path
+
+    def _summary(self, reason: str | None, tracked: list[str]) -> None:
         status = self.searcher.status
         which = "center" if status.get("center") is not None else "best solution"
         newest = next(reversed(self.checkpoints.list()), None)
@@ -306,7 +330,8 @@ class Trainer:
             f"checkpoints in {self.run_dir / 'checkpoints'}"
             + (f" (newest {newest.name})" if newest is not None else "")
             + "\n"
-            f"hpcne: next: `hpcne evaluate {self.run_dir}` (scores the {which} over 10 episodes), "
+            + "".join(f"{line}\n" for line in tracked)
+            + f"hpcne: next: `hpcne evaluate {self.run_dir}` (scores the {which} over 10 episodes), "
             f"`hpcne report {self.run_dir} --plot {self.run_dir / 'curves.png'}`"
         )
 
