@@ -251,3 +251,26 @@ def test_report_compares_groups_of_seeds(in_process, tmp_path: Path) -> None:
 def test_report_refuses_bad_groups(in_process, tmp_path: Path, args: list[str], expected: str) -> None:
     status, _out, err = in_process(["report", *args])
     assert status == 2 and expected in err, err
+
+
+# ---------------------------------------------------------------------------- benchmarks
+
+
+def test_the_benchmarks_have_one_home_and_say_what_they_measure() -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    assert not list((root / "scripts").glob("bench_*.py"))
+
+    def run(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "benchmarks", *args], cwd=root, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    top = run("--help")
+    assert "issue" not in top
+    for measure in ("throughput", "rollout", "parallel", "scaling", "evotorch", "solve", "comm"):
+        assert re.search(rf"^    {measure} ", top, re.M), top
+    assert run("rollout", "--help").startswith("usage: python -m benchmarks rollout ")
+    assert run("parallel", "--help").startswith("usage: python -m benchmarks parallel ")
