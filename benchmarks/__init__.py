@@ -1,4 +1,4 @@
-"""hpcne's benchmark suite (issue 7): throughput, scaling, EvoTorch side by side, time to solve, communication.
+"""hpcne's benchmark suite: throughput, scaling, EvoTorch side by side, time to solve, communication.
 
 Run from the repository root, in hpcne's virtual environment::
 

@@ -1,8 +1,10 @@
 """``python -m benchmarks MEASURE [options]``: run one measure, print its Markdown, write its CSV.
 
-Measures (issue 7, "The benchmark suite"):
+Measures:
 
     throughput   per-core steps/s of hpcne vs bare env.step (CartPole, Pendulum, HalfCheetah, Humanoid)
+    rollout      per-core steps/s vs bare env.step per case or policy backend (its own options: rollout --help)
+    parallel     parallel efficiency of each layout and the MPI coordinator's overhead (parallel --help)
     scaling      steps/s, efficiency and time split over 1-4 MPI ranks
     evotorch     steps/s and s/generation, hpcne vs EvoTorch 0.6.1 (1 and 2 workers)
     solve        time and interactions to a target return, hpcne vs EvoTorch
@@ -93,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     command = add("comm", "MPI bytes per generation and rank, and a model to 1,000 ranks (30 s)")
     command.add_argument("--ranks", type=_int_list, default=[2, 3, 4])
 
+    for name, help_text in (
+        ("rollout", "per-core rollout throughput per case or policy backend (options: rollout --help)"),
+        ("parallel", "parallel efficiency and MPI coordinator overhead (options: parallel --help)"),
+    ):
+        sub.add_parser(name, help=help_text, add_help=False)  # main() hands their options to them
     sub.add_parser("machine", help="print the machine and versions")
     sub.add_parser("setup", help="create the EvoTorch virtual environment only")
     return parser
@@ -155,6 +162,11 @@ def run(args: argparse.Namespace) -> str:
 
 def main() -> None:
     """Parse, run, print and save the Markdown."""
+    if sys.argv[1:2] in (["rollout"], ["parallel"]):  # measures with their own options and tables
+        from benchmarks import parallel, rollout
+
+        {"rollout": rollout, "parallel": parallel}[sys.argv[1]].main(sys.argv[2:])
+        return
     args = build_parser().parse_args()
     if args.measure in ("machine", "setup"):
         print(run(args), end="", flush=True)

@@ -1,8 +1,8 @@
 """Per-core throughput: steps/s of one worker evaluating a population, against bare ``env.step``, in one run.
 
-Reuses ``scripts/bench_rollout.py`` (its ``Bare`` random-action loop, its ``Evolving`` serial
-``GymNE.evaluate`` of a fixed N(0, 1) population, its ``measure`` and ``compare``) on the four environments of
-issue 7 with the seed documents' MLP. Every population evaluation is sandwiched between two bare
+Reuses `benchmarks.rollout` (its ``Bare`` random-action loop, its ``Evolving`` serial ``GymNE.evaluate`` of a
+fixed N(0, 1) population, its ``measure`` and ``compare``) on four environments (CartPole, Pendulum,
+HalfCheetah, Humanoid) with the seed documents' MLP. Every population evaluation is sandwiched between two bare
 chunks of about half its steps, ``chunks`` times per repeat, so that the load of a shared
 machine falls on both alike; the ratio is taken within each repeat, and the table gives
 medians over the repeats for wall-clock time and for this process's CPU time.
@@ -10,14 +10,12 @@ medians over the repeats for wall-clock time and for this process's CPU time.
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from benchmarks.common import ROOT, LoadTracker, markdown_table, shown, write_csv
+from benchmarks import rollout
+from benchmarks.common import LoadTracker, markdown_table, shown, write_csv
 from benchmarks.tasks import mlp
 
 __all__ = ["GOALS", "throughput"]
@@ -32,21 +30,8 @@ CASES = [
 ]
 
 
-def _bench_rollout() -> ModuleType:
-    """``scripts/bench_rollout.py`` as a module (it is a script, not part of a package)."""
-    name = "bench_rollout"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / "bench_rollout.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 def throughput(out: Path, *, repeats: int, chunks: int, quick: bool, hidden: int = 64) -> str:
     """Measure every environment; write the CSV and return the Markdown table."""
-    rollout = _bench_rollout()
     import torch
 
     torch.set_num_threads(1)

@@ -11,7 +11,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from hpcne.config import ConfigError, RunConfig, load_toml
+from hpcne.config import MUTABLE_KEYS, ConfigError, RunConfig, load_toml
+from hpcne.hints import closest_name
 
 __all__ = ["main", "run"]
 
@@ -40,7 +41,14 @@ _TRAIN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--log-interval", {"type": int}),
     ("--hang-timeout", {"type": float, "help": "seconds a worker may go without a new episode (0: off; 600)"}),
     ("--nan-policy", {"choices": ["worst", "error"], "help": "a NaN fitness: rank it worst and warn, or stop"}),
+    ("--track", {"help": "experiment trackers, offline in the run directory: tensorboard,mlflow,wandb"}),
 ]
+
+# Flags of `hpcne train` that a resume refuses: they change what a generation computes.
+_TRAIN_ONLY_FLAGS = frozenset(
+    {"--obs-norm", "--no-obs-norm", "--opt"}
+    | {flag for flag, _ in _TRAIN_FLAGS if flag[2:].replace("-", "_") not in MUTABLE_KEYS}
+)
 
 
 def _parse_value(text: str) -> Any:
@@ -84,7 +92,7 @@ def _resolve_config(args: argparse.Namespace) -> RunConfig:
 
         with warnings.catch_warnings():  # the trainer loads the checkpoint again and warns then
             warnings.simplefilter("ignore", CheckpointWarning)
-            checkpoint = CheckpointManager(Path(args.run_dir) / "checkpoints").load_latest()
+            checkpoint = CheckpointManager(_existing_run_dir(args.run_dir) / "checkpoints").load_latest()
         if checkpoint is None:
             raise ConfigError(f"{args.run_dir} has no checkpoint to resume from; start it with `hpcne train`.")
         base = dataclasses.asdict(RunConfig.from_json(checkpoint.attrs["config"]))
@@ -110,7 +118,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from hpcne.parallel import signals
     from hpcne.parallel.runtime import use_backend
-    from hpcne.run import EXIT_OK, EXIT_USAGE, Trainer, build_problem
+    from hpcne.run import EXIT_OK, EXIT_USAGE, Trainer, build_problem, build_searcher
     from hpcne.watchdog import set_hang_timeout
 
     signals.install_stop_handlers()  # first: a signal while starting up stops after the first generation
@@ -143,11 +151,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     use_backend(config.backend)
     set_hang_timeout(config.hang_timeout)
-    problem, error = None, None
-    try:
+    problem, searcher, error = None, None, None
+    try:  # the whole config is checked here: before the workers start or the run directory is made
         problem = build_problem(config)
+        searcher = build_searcher(config, problem)
+    except ConfigError as err:
+        error = str(err)
     except Exception as err:
-        error = f"{type(err).__name__}: {err}" if not isinstance(err, ValueError) else str(err)
+        text = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
+        error = f"could not build the problem: {text}"
     errors = [(0, socket.gethostname(), error)] if comm is None else comm.allgather((rank, socket.gethostname(), error))
     failed: dict[str, list[tuple[int, str]]] = {}
     for r, host, text in errors:
@@ -158,11 +170,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             return EXIT_OK  # rank 0 reports the error and sets the job's exit status
         for text, where in failed.items():
             if comm is None:
-                print(f"hpcne: error: could not build the problem: {text}", file=sys.stderr)
+                print(f"hpcne: error: {text}", file=sys.stderr)
                 continue
             first, host = where[0]
             others = f" (and {len(where) - 1} more ranks)" if len(where) > 1 else ""
-            print(f"hpcne: error: rank {first} on {host}{others} could not build the problem: {text}", file=sys.stderr)
+            print(f"hpcne: error: rank {first} on {host}{others}: {text}", file=sys.stderr)
         return EXIT_USAGE
     assert problem is not None
     if rank == 0 and config.device == "cuda" and not torch.cuda.is_available():
@@ -172,30 +184,44 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     problem.runtime  # noqa: B018 -- starts the workers; MPI worker ranks serve here and exit
     try:
-        trainer = Trainer(config, problem, Path(config.run_dir))
+        trainer = Trainer(config, problem, Path(config.run_dir), searcher=searcher)
         return trainer.run()
     finally:
         problem.kill_actors()
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Summarise runs; optionally plot learning curves and export CSV."""
+    """Summarise runs or compare groups of runs; optionally plot learning curves and export CSV."""
     from hpcne.io.analysis import load_runs, plot_learning_curves, summarize
+    from hpcne.io.report import compare_groups, load_groups, parse_groups
+    from hpcne.io.video import check_output_folder
 
-    runs = load_runs(args.run_dirs)
-    table = summarize(runs)
+    for path, flag in ((args.plot, "--plot"), (args.csv, "--csv")):
+        if path:
+            _checked(check_output_folder, path, flag=flag)
+    if args.min_runs is not None and args.min_runs < 1:
+        raise ConfigError(f"--min-runs must be a positive integer; got {args.min_runs}.")
+    if bool(args.group) == bool(args.run_dirs):
+        raise ConfigError("Give run directories, or groups of them with --group NAME=GLOB, not both or neither.")
+    groups = _checked(parse_groups, args.group) if args.group else None
+    runs = load_groups(groups) if groups else load_runs(args.run_dirs)
     import pandas as pd
 
-    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.2f}".format):
+    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.2f}".format):
+        table = summarize(runs)
         print(table.to_string())
-        if len(table) > 1:  # a sweep: mean and spread over its runs
+        if groups:
+            print("\nover the seeds of each group (±95%: half-width of the 95% t-interval of the mean):")
+            print(compare_groups(runs).T.to_string())  # one column per group
+        elif len(table) > 1:  # a sweep: mean and spread over its runs
             print(f"\nover {len(table)} runs:")
             print(table.agg(["mean", "std", "min", "max"]).to_string())
     if args.csv:
         runs.to_csv(args.csv, index=False)
         print(f"hpcne: wrote every generation of every run to {args.csv}")
     if args.plot:
-        path = plot_learning_curves(runs, args.plot)
+        group_by = "group" if groups else None
+        path = plot_learning_curves(runs, args.plot, group_by=group_by, min_runs=args.min_runs)
         print(f"hpcne: wrote learning curves to {path}")
     return 0
 
@@ -208,26 +234,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from hpcne.io.checkpoint import CheckpointManager
     from hpcne.io.results import RESULTS_FILENAME
+    from hpcne.io.video import check_video_path
     from hpcne.neuroevolution.net import ObsNormLayer
     from hpcne.run import build_problem, build_searcher
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be a positive integer; got {args.episodes}.")
-    if args.render and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo renders off-screen only with EGL (or OSMesa)
-    run_dir = Path(args.run_dir)
+    if args.render:
+        _checked(check_video_path, args.render)
+        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo renders off-screen only with EGL (or OSMesa)
+    run_dir = _existing_run_dir(args.run_dir)
     checkpoint = CheckpointManager(run_dir / "checkpoints").load_latest()
     if checkpoint is None:
         raise ConfigError(f"{run_dir} has no checkpoint; is it a run directory of `hpcne train`?")
     config = RunConfig.from_json(checkpoint.attrs["config"])
     config.workers, config.backend = None, "serial"
     problem = build_problem(config)
-    if args.which == "center":
+    center = None
+    if args.which != "best":
         searcher = build_searcher(config, problem)
         searcher.load_state_dict(checkpoint.state["searcher"])
         center = searcher.status.get("center")
-        if center is None:
+        if center is None and args.which == "center":
             raise ConfigError(f"The {config.algo} searcher has no center; use --which best.")
+    if center is not None:
         policy = problem.to_policy(center)
         label = f"center at generation {checkpoint.generation}"
     else:
@@ -251,6 +282,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         except gymnasium.error.DependencyNotInstalled as err:
             raise ConfigError(f"Cannot render {config.env}: {err}") from err
     return 0
+
+
+def _checked(check: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run an argument check, turning its ValueError into a usage error."""
+    try:
+        return check(*args, **kwargs)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _existing_run_dir(path: str) -> Path:
+    run_dir = Path(path)
+    if not run_dir.is_dir():
+        raise ConfigError(f"There is no run directory {run_dir}; give the --run-dir of an `hpcne train` run.")
+    return run_dir
 
 
 def cmd_info(_args: argparse.Namespace) -> int:
@@ -293,24 +339,49 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("config", nargs="?", help="TOML config file (flags override it)")
     resume = sub.add_parser("resume", help="continue a run from its newest valid checkpoint")
     resume.add_argument("run_dir")
-    for p in (train, resume):
-        for flag, kwargs in _TRAIN_FLAGS:
-            if p is resume and flag == "--run-dir":
-                continue
-            p.add_argument(flag, **kwargs)
-        p.add_argument("--obs-norm", action=argparse.BooleanOptionalAction, help="observation normalization")
-        p.add_argument("--opt", action="append", metavar="KEY=VALUE", help="an algorithm option (repeatable)")
+    for flag, kwargs in _TRAIN_FLAGS:
+        train.add_argument(flag, **kwargs)
+        dest = flag[2:].replace("-", "_")
+        if dest in MUTABLE_KEYS and dest != "run_dir":  # a resume may change only these (see config.py)
+            resume.add_argument(flag, **kwargs)
+    train.add_argument("--obs-norm", action=argparse.BooleanOptionalAction, help="observation normalization")
+    train.add_argument("--opt", action="append", metavar="KEY=VALUE", help="an algorithm option (repeatable)")
     report = sub.add_parser("report", help="summary table, learning curves, CSV")
-    report.add_argument("run_dirs", nargs="+")
+    report.add_argument("run_dirs", nargs="*")
+    report.add_argument(
+        "--group", action="append", metavar="NAME=GLOB", help="a group of runs to compare, e.g. pgpe='runs/pgpe/*'"
+    )
     report.add_argument("--plot", metavar="FILE.png")
     report.add_argument("--csv", metavar="FILE.csv")
+    report.add_argument("--min-runs", type=int, help="plot a group's mean where at least this many runs have data")
     evaluate = sub.add_parser("evaluate", help="re-run the best or center policy of a run")
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--episodes", type=int, default=10)
-    evaluate.add_argument("--which", choices=["best", "center"], default="center")
-    evaluate.add_argument("--render", metavar="FILE.gif", help="write an animation of one episode")
+    evaluate.add_argument(
+        "--which", choices=["best", "center"], help="default: the center, or the best for searchers without one"
+    )
+    evaluate.add_argument("--render", metavar="FILE.mp4|FILE.gif", help="write a video of one episode")
     sub.add_parser("info", help="versions, MPI library, ranks, hosts and devices")
     return parser
+
+
+def _parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse; an unknown flag is reported with the usage of its subcommand and the closest flag."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub = command.choices[args.command]
+        flags = {flag[2:]: flag for action in sub._actions for flag in action.option_strings if flag[:2] == "--"}
+        flags.pop("help")
+        first = next((word for word in unknown if word.startswith("-")), unknown[0]).split("=")[0]
+        close = closest_name(first.lstrip("-"), flags) if first.startswith("--") else None
+        hint = f" Did you mean {flags[close]!r}?" if close else ""
+        if args.command == "resume" and first in _TRAIN_ONLY_FLAGS:
+            hint = " A resume may change only how long and where the run goes on; start another run for more."
+        elif args.command == "train" and not close and first.startswith("--"):
+            hint = " Algorithm options go through --opt (e.g. --opt center_learning_rate=0.1)."
+        sub.error(f"unrecognized arguments: {' '.join(unknown)}.{hint}")
+    return args
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, *_: Any) -> None:
@@ -323,7 +394,7 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 
 def run(argv: list[str] | None = None) -> int:
     """Entry point of the ``hpcne`` console script and ``python -m hpcne``."""
-    args = _parser().parse_args(argv)
+    args = _parse_args(_parser(), argv)
     handlers = {
         "train": cmd_train,
         "resume": cmd_train,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 import sys
@@ -11,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpcne.hints import did_you_mean
 from hpcne.watchdog import DEFAULT_HANG_TIMEOUT
 
 if sys.version_info >= (3, 11):
@@ -44,6 +44,7 @@ MUTABLE_KEYS = frozenset(
         "subbatch_size",
         "hang_timeout",
         "nan_policy",
+        "track",
     }
 )
 
@@ -85,13 +86,15 @@ class RunConfig:
         num_subbatches: Dynamic load balancing: pieces per generation.
         subbatch_size: Dynamic load balancing: solutions per piece.
         eval_center_every: Evaluate the center policy every this many generations (0: never).
-        center_episodes: Episodes of each center evaluation.
+        center_episodes: Episodes of each center evaluation (a target reward is judged on their mean).
         log_interval: Print a progress line every this many generations (batch logs).
         hang_timeout: Seconds an evaluating worker may go without starting a solution or an episode
             before it counts as hung and ends the run with its stack (0: never; see hpcne.watchdog).
         nan_policy: What a NaN fitness (a NaN reward, a diverged simulation) does: ``worst`` ranks it
             below every number, leaves it out of the logged mean and median, counts it and warns;
             ``error`` ends the run (exit status 1) before that generation is checkpointed.
+        track: Experiment trackers to log to, offline, in the run directory: tensorboard, mlflow, wandb
+            (see hpcne.trackers; ``pip install 'hpcne[track]'``).
     """
 
     env: str = "CartPole-v1"
@@ -121,10 +124,11 @@ class RunConfig:
     num_subbatches: int | None = None
     subbatch_size: int | None = None
     eval_center_every: int = 1
-    center_episodes: int = 1
+    center_episodes: int = 5
     log_interval: int = 1
     hang_timeout: float = DEFAULT_HANG_TIMEOUT
     nan_policy: str = "worst"
+    track: list[str] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "the configuration") -> RunConfig:
@@ -132,9 +136,7 @@ class RunConfig:
         names = [f.name for f in dataclasses.fields(cls)]
         for key in values:
             if key not in names:
-                close = difflib.get_close_matches(key, names, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else f" Known options: {', '.join(names)}."
-                raise ConfigError(f"Unknown option {key!r} in {source}.{hint}")
+                raise ConfigError(f"Unknown option {key!r} in {source}.{did_you_mean(key, names)}")
         config = cls(**values)
         config.validate()
         return config
@@ -179,6 +181,12 @@ class RunConfig:
             raise ConfigError(f"backend must be serial, pool or mpi; got {self.backend!r}.")
         if not (self.workers in (None, "max") or (isinstance(self.workers, int) and self.workers >= 0)):
             raise ConfigError(f"workers must be 'max' or a non-negative integer; got {self.workers!r}.")
+        from hpcne.trackers import check_trackers
+
+        try:
+            self.track = check_trackers(self.track)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         if not isinstance(self.algo_options, dict):
             raise ConfigError(f"algo_options must be a table of keyword arguments; got {self.algo_options!r}.")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 import sys
@@ -11,17 +10,21 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import gymnasium
+import h5py
 import numpy as np
 import torch
 
 import hpcne
 from hpcne.algorithms import ALGORITHMS, SearchAlgorithm
 from hpcne.config import ConfigError, RunConfig, config_differences
+from hpcne.hints import did_you_mean
 from hpcne.io.checkpoint import Checkpoint, CheckpointManager
 from hpcne.io.lock import RunDirLock, RunDirLocked
 from hpcne.io.results import RESULT_COLUMNS, RESULTS_FILENAME, ResultsWriter
 from hpcne.neuroevolution import GymNE
 from hpcne.parallel import signals
+from hpcne.progress import Progress
+from hpcne.trackers import RunTrackers
 
 __all__ = [
     "EXIT_ERROR",
@@ -87,9 +90,7 @@ def build_searcher(config: RunConfig, problem: GymNE) -> SearchAlgorithm:
     open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
     for key in options:
         if key not in known and not open_ended:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"Did you mean {close[0]!r}?" if close else f"Known options: {', '.join(known)}."
-            raise ConfigError(f"Unknown option {key!r} for algo {config.algo!r}. {hint}")
+            raise ConfigError(f"Unknown option {key!r} for algo {config.algo!r}.{did_you_mean(key, known)}")
     try:
         return cls(problem, **options)
     except (TypeError, ValueError) as err:
@@ -99,8 +100,19 @@ def build_searcher(config: RunConfig, problem: GymNE) -> SearchAlgorithm:
 class Trainer:
     """Runs one training run on the main process and owns its files (rank 0 only under MPI)."""
 
-    def __init__(self, config: RunConfig, problem: GymNE, run_dir: Path, *, out: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        problem: GymNE,
+        run_dir: Path,
+        *,
+        out: TextIO | None = None,
+        searcher: SearchAlgorithm | None = None,
+    ) -> None:
         """Prepare the run directory, resuming from its newest valid checkpoint if there is one.
+
+        ``searcher`` is the one ``build_searcher(config, problem)`` makes, built already (the command
+        line builds it before the workers start, so that a bad option leaves nothing behind).
 
         Raises:
             ConfigError: The run directory holds a run whose problem differs from ``config``.
@@ -124,7 +136,7 @@ class Trainer:
                     f"{run_dir} holds a run with a different problem, so it cannot be resumed with this "
                     "configuration:\n  " + "\n  ".join(differences) + "\nUse another --run-dir for a new run."
                 )
-        self.searcher = build_searcher(config, problem)
+        self.searcher = searcher if searcher is not None else build_searcher(config, problem)
         self.generation, self._elapsed_before = 0, 0.0
         if checkpoint is not None:
             self._restore(checkpoint)
@@ -174,9 +186,16 @@ class Trainer:
                     file=sys.stderr,
                     flush=True,
                 )
+        try:  # before the clocks start: opening a tracker takes a second or two
+            trackers = RunTrackers(cfg, self.run_dir, generation=self.generation)
+        except BaseException:
+            self.results.close()
+            raise
         started = time.monotonic()
-        progress = _Progress(self.out, cfg, self.generation, self.problem.interaction_count)
+        has_center = self.searcher.status.get("center") is not None
+        progress = Progress(self.out, cfg, self.generation, self.problem.interaction_count, has_center=has_center)
         stop_reason = self._stop_reason(None)
+        finished = False
         try:
             while stop_reason is None:
                 before = self.problem.eval_seconds, self.problem.comm_seconds, time.perf_counter()
@@ -188,6 +207,7 @@ class Trainer:
                 eval_time, comm_time = self.problem.eval_seconds - before[0], self.problem.comm_seconds - before[1]
                 row = self._row(elapsed, eval_time, comm_time, step_time - eval_time)
                 self.results.append(row)
+                trackers.log(row)
                 self._log_best(row)
                 progress.update(row)
                 stop_reason = self._stop_reason(row)
@@ -205,11 +225,18 @@ class Trainer:
                         f"Exit status {EXIT_PREEMPTED}."
                     )
                     return EXIT_PREEMPTED
+            finished = True
         finally:
             progress.close()
             self.results.close()
-            self._lock.release()
-        self._summary(stop_reason)
+            if not finished:
+                trackers.close()
+                self._lock.release()
+        try:
+            tracked = trackers.finish(self._write_best() if cfg.track else None)
+        finally:
+            self._lock.release()  # best.h5 is written under the lock too
+        self._summary(stop_reason, tracked)
         return EXIT_OK
 
     def _check_nan(self) -> None:
@@ -297,9 +324,13 @@ class Trainer:
         if cfg.max_interactions is not None and row["interaction_count"] >= cfg.max_interactions:
             return f"used the budget of {cfg.max_interactions} interactions"
         if cfg.target_reward is not None:
-            score = row["center_eval"] if not math.isnan(row["center_eval"]) else row["pop_best_eval"]
+            if not math.isnan(row["center_eval"]):
+                score, judged = row["center_eval"], f"the center's mean return over {_episodes(cfg.center_episodes)}"
+            else:
+                score = row["pop_best_eval"]
+                judged = f"the population's best mean return over {_episodes(cfg.num_episodes)}"
             if score >= cfg.target_reward:
-                return f"reached the target reward {cfg.target_reward} ({score:.1f})"
+                return f"reached the target reward {cfg.target_reward}: {judged} was {score:.2f}"
         return None
 
     def _checkpoint(self, elapsed: float) -> None:
@@ -316,18 +347,43 @@ class Trainer:
         attrs = {"config": self.config.to_json(), **{f"version_{k}": v for k, v in versions().items()}}
         self.checkpoints.save(self.generation, state, attrs)
 
-    def _summary(self, reason: str | None) -> None:
+    def _write_best(self) -> Path | None:
+        """``best.h5``: the best solution as the results file holds it, for trackers' artifacts."""
+        if not self._best_record:
+            return None
+        path = self.run_dir / "best.h5"
+        with h5py.File(path, "w") as file:
+            for key, value in self._best_record.items():
+                file[key] = value
+            file.attrs.update(env=self.config.env, network=self.config.network, config=self.config.to_json())
+        return path
+
+    def _summary(self, reason: str | None, tracked: list[str]) -> None:
         status = self.searcher.status
+        which = "center" if status.get("center") is not None else "best solution"
+        newest = next(reversed(self.checkpoints.list()), None)
         nan = f"hpcne: {self._nan_count} solutions had a NaN fitness (ranked worst)\n" if self._nan_count else ""
         self._say(
-            f"hpcne: done ({reason}). Best eval {status.get('best_eval', math.nan):.2f} after "
-            f"{self.problem.interaction_count} interactions.\n{nan}"
-            f"hpcne: results in {self.run_dir}/{RESULTS_FILENAME}, checkpoints in {self.run_dir}/checkpoints\n"
-            f"hpcne: next: `hpcne report {self.run_dir} --plot curves.png` or `hpcne evaluate {self.run_dir}`"
+            f"hpcne: done after generation {self.generation} ({reason}).\n"
+            f"hpcne: best solution's training eval {status.get('best_eval', math.nan):.2f} "
+            f"(mean return over {_episodes(self.config.num_episodes)}), "
+            f"{self.problem.interaction_count:,} interactions, {self.problem.episode_count:,} episodes.\n"
+            + nan
+            + f"hpcne: results (log and best solution) in {self.run_dir / RESULTS_FILENAME}; "
+            f"checkpoints in {self.run_dir / 'checkpoints'}"
+            + (f" (newest {newest.name})" if newest is not None else "")
+            + "\n"
+            + "".join(f"{line}\n" for line in tracked)
+            + f"hpcne: next: `hpcne evaluate {self.run_dir}` (scores the {which} over 10 episodes), "
+            f"`hpcne report {self.run_dir} --plot {self.run_dir / 'curves.png'}`"
         )
 
     def _say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
+
+
+def _episodes(count: int) -> str:
+    return f"{count} episode" + ("" if count == 1 else "s")
 
 
 def _open_results(path: Path, *, attrs: dict[str, Any], best_length: int, obs_length: int | None) -> ResultsWriter:
@@ -349,50 +405,3 @@ def _open_results(path: Path, *, attrs: dict[str, Any], best_length: int, obs_le
                     "(an h5py.File left open in a notebook, for example) and run the same command again."
                 ) from err
             time.sleep(0.05)
-
-
-class _Progress:
-    """A live bar on a terminal; one plain line per ``log_interval`` generations in a batch log."""
-
-    def __init__(self, out: TextIO, config: RunConfig, start: int, interactions: int) -> None:
-        self._out, self._config = out, config
-        self._interval = config.log_interval
-        self._last = (time.monotonic(), interactions)
-        self._bar: Any = None
-        if out.isatty():
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-            self._bar = Progress(
-                TextColumn("gen {task.completed}"),
-                BarColumn(),
-                TextColumn("{task.fields[info]}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                transient=False,
-            )
-            self._task = self._bar.add_task("train", total=config.generations, completed=start, info="")
-            self._bar.start()
-
-    def update(self, row: dict[str, Any]) -> None:
-        now = time.monotonic()
-        t0, steps0 = self._last
-        rate = (row["interaction_count"] - steps0) / max(now - t0, 1e-9) if steps0 is not None else math.nan
-        self._last = (now, row["interaction_count"])
-        info = (
-            f"best {row['best_eval']:.2f}  mean {row['mean_eval']:.2f}  center {row['center_eval']:.2f}  "
-            f"{rate:,.0f} steps/s"
-        )
-        if self._bar is not None:
-            self._bar.update(self._task, completed=row["generation"], info=info)
-        elif row["generation"] % self._interval == 0:
-            total = f"/{self._config.generations}" if self._config.generations else ""
-            print(
-                f"gen {row['generation']}{total}  {info}  interactions {row['interaction_count']}",
-                file=self._out,
-                flush=True,
-            )
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None

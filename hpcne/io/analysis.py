@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from matplotlib.figure import Figure
 from hpcne.io.results import RESULTS_FILENAME
 from hpcne.io.tree import read_attrs
 
-__all__ = ["load_runs", "plot_learning_curves", "read_results", "summarize"]
+__all__ = ["align_runs", "load_runs", "mean_interval", "plot_learning_curves", "read_results", "summarize"]
 
 _SUMMARY_COLUMNS = {  # log column -> summary column; each summary value is the run's last non-NaN value
     "mean_eval": "final_mean_eval",
@@ -28,6 +29,9 @@ _SUMMARY_COLUMNS = {  # log column -> summary column; each summary value is the 
 _X_AXES = {"generation": "generation", "interaction_count": "interactions", "wall_time": "wall time [s]"}
 _CURVES = {"mean_eval": ("population mean", "-"), "best_eval": ("best so far", "--"), "center_eval": ("center", ":")}
 _SINGLE_RUN = "run"
+# Two-sided 95% quantiles of Student's t for 1-30 degrees of freedom; beyond, the normal 1.96 is within 1%.
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131)
+_T95 += (2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 
 
 def read_results(path_or_run_dir: str | Path) -> pd.DataFrame:
@@ -101,18 +105,26 @@ def summarize(runs_df: pd.DataFrame) -> pd.DataFrame:
     return summary.dropna(axis=1, how="all")
 
 
-def plot_learning_curves(runs_df: pd.DataFrame, out_path: str | Path, *, group_by: str | None = None) -> Path:
+def plot_learning_curves(
+    runs_df: pd.DataFrame, out_path: str | Path, *, group_by: str | None = None, min_runs: int | None = None
+) -> Path:
     """Plots evaluations against generations, interactions and wall time into a PNG file.
 
     Each curve (population mean, best so far and, when logged, center) is drawn per group of runs: a single
-    run as a plain line, several runs as their mean with a min-max band, after interpolating each run onto
-    the x values that all runs of the group cover.
+    run as a plain line, several runs as their mean with a band of the 95% interval of that mean. Runs of
+    different lengths are aligned, not cut to the shortest: each run is interpolated onto the x values of
+    all runs within its own range, and the mean is drawn wherever at least ``min_runs`` runs have data;
+    where that count changes, it is written on the curve (``n=2``). So a curve that goes on after some runs
+    ended (a run that reached its target stops early) is the mean of the runs still going.
 
     Args:
         runs_df: Output of `load_runs`, or of `read_results` for a single run.
         out_path: The PNG file to write.
         group_by: Column or results attribute whose value groups the runs (e.g. an attribute naming the
-            configuration without its seed); by default all runs form one group.
+            configuration without its seed, or the ``group`` column of `hpcne.io.report.load_groups`); by
+            default all runs form one group.
+        min_runs: Draw a group's mean where at least this many of its runs have data (default: half of
+            the group's runs, rounded up, at least 2 for a group of several runs).
 
     Returns:
         The PNG file.
@@ -135,7 +147,16 @@ def plot_learning_curves(runs_df: pd.DataFrame, out_path: str | Path, *, group_b
                 label = y_label if len(groups) == 1 else f"{group}: {y_label}"
                 color = f"C{(curve_index if len(groups) == 1 else group_index) % 10}"
                 xy = [run[[x, y]].dropna().to_numpy().T for run in runs]
-                _plot_group(axes, xy, label, color=color, linestyle=linestyle)
+                least = min_runs if min_runs is not None else max(2, math.ceil(len(runs) / 2))
+                _plot_group(
+                    axes,
+                    xy,
+                    label,
+                    color=color,
+                    linestyle=linestyle,
+                    min_runs=min(least, len(runs)),
+                    show_count=curve_index == 0,
+                )
         axes.set(xlabel=x_label, ylabel="evaluation", title=f"Evaluation vs {x_label}")
         axes.grid(alpha=0.3)
     figure.axes[0].legend(fontsize="small")
@@ -144,6 +165,19 @@ def plot_learning_curves(runs_df: pd.DataFrame, out_path: str | Path, *, group_b
     out_path = Path(out_path)
     figure.savefig(out_path, format="png", dpi=100)
     return out_path
+
+
+def mean_interval(values: np.ndarray) -> tuple[float, float, float]:
+    """Mean, sample standard deviation and the half-width of the 95% t-interval of the mean (NaN: 1 value)."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return math.nan, math.nan, math.nan
+    if len(values) == 1:
+        return float(values[0]), math.nan, math.nan
+    std = float(values.std(ddof=1))
+    t = _T95[len(values) - 2] if len(values) - 1 <= len(_T95) else 1.96
+    return float(values.mean()), std, t * std / math.sqrt(len(values))
 
 
 def _run_name(path: Path) -> str:
@@ -175,6 +209,8 @@ def _group_runs(runs_df: pd.DataFrame, group_by: str | None) -> dict[str, list[p
 def _group_key(name: str, run: pd.DataFrame, attrs: dict[str, Any], group_by: str | None) -> str:
     if group_by is None:
         return "all runs"
+    if group_by == "group" and "group" in run:  # hpcne.io.report's groups carry their own names
+        return str(run["group"].iloc[0])
     if group_by in run:
         return f"{group_by}={run[group_by].iloc[0]}"
     if group_by in attrs:
@@ -185,29 +221,46 @@ def _group_key(name: str, run: pd.DataFrame, attrs: dict[str, Any], group_by: st
     )
 
 
-def _plot_group(axes: Axes, curves: list[np.ndarray], label: str, *, color: str, linestyle: str) -> None:
-    """Draws one curve of a group of runs: the run itself, or the mean and min-max band of several runs.
+def align_runs(curves: list[np.ndarray], min_runs: int = 1) -> pd.DataFrame:
+    """Aligns runs of different lengths: their mean and 95% interval wherever at least ``min_runs`` have data.
 
     Args:
-        axes: The panel to draw in.
-        curves: One (2, n) array of x and y values per run.
-        label: The legend label.
-        color: The line and band color.
-        linestyle: The line style.
+        curves: One (2, n) array of increasing x values and their y values per run.
+        min_runs: The fewest runs a point is computed from.
+
+    Returns:
+        One row per x value of any run (``x``), with ``runs`` (how many runs cover it: each run covers its
+        own first to last x and is interpolated linearly in between), ``mean`` and ``half_width`` (of the
+        95% t-interval of the mean; NaN where one run covers it).
     """
+    curves = [curve for curve in curves if curve.shape[1]]
+    if not curves:
+        return pd.DataFrame({"x": [], "runs": [], "mean": [], "half_width": []})
+    grid = np.unique(np.concatenate([x for x, _ in curves]))
+    inside = np.stack([(grid >= x[0]) & (grid <= x[-1]) for x, _ in curves])
+    values = np.where(inside, np.stack([np.interp(grid, x, y) for x, y in curves]), np.nan)
+    stats = np.array([mean_interval(column) for column in values.T]).reshape(-1, 3)
+    aligned = pd.DataFrame({"x": grid, "runs": inside.sum(axis=0), "mean": stats[:, 0], "half_width": stats[:, 2]})
+    return aligned[aligned["runs"] >= min_runs].reset_index(drop=True)
+
+
+def _plot_group(
+    axes: Axes, curves: list[np.ndarray], label: str, *, color: str, linestyle: str, min_runs: int, show_count: bool
+) -> None:
+    """Draws one curve of a group of runs: the run itself, or the mean and 95% band of several (`align_runs`),
+    with the number of runs written where it changes when ``show_count``."""
     curves = [curve for curve in curves if curve.shape[1]]
     if len(curves) == 1:
         axes.plot(*curves[0], color=color, linestyle=linestyle, label=label)
-    elif curves:
-        low, high = max(x[0] for x, _ in curves), min(x[-1] for x, _ in curves)
-        grid = np.unique(np.concatenate([x for x, _ in curves]))
-        grid = grid[(grid >= low) & (grid <= high)]
-        values = np.stack([np.interp(grid, x, y) for x, y in curves])
-        axes.plot(
-            grid,
-            values.mean(axis=0),
-            color=color,
-            linestyle=linestyle,
-            label=f"{label} (mean of {len(curves)} runs, band: min-max)",
-        )
-        axes.fill_between(grid, values.min(axis=0), values.max(axis=0), color=color, alpha=0.2, linewidth=0)
+        return
+    aligned = align_runs(curves, min_runs)
+    if aligned.empty:
+        return
+    x, mean, half, count = (aligned[c].to_numpy() for c in ("x", "mean", "half_width", "runs"))
+    axes.plot(x, mean, color=color, linestyle=linestyle, label=f"{label} (mean of {len(curves)} runs, band: 95%)")
+    half = np.nan_to_num(half)
+    axes.fill_between(x, mean - half, mean + half, color=color, alpha=0.2, linewidth=0)
+    changes = [0, *np.flatnonzero(np.diff(count)) + 1]
+    if show_count and (len(changes) > 1 or count[0] != len(curves)):
+        for start in changes:
+            axes.annotate(f"n={count[start]}", (x[start], mean[start]), color=color, fontsize="x-small")

@@ -20,6 +20,7 @@ from hpcne.core import STREAM_EVALUATION, EvalResult, Solution
 from hpcne.neuroevolution.neproblem import NEProblem, NetworkSpec
 from hpcne.neuroevolution.net import ActClipLayer, ObsNormLayer, RunningStat, ensure_stateful, is_recurrent
 from hpcne.neuroevolution.policies import POLICY_BACKENDS, ModuleLoop, make_batched_policy
+from hpcne.neuroevolution.quiet import quiet_env_libraries
 from hpcne.neuroevolution.rollout import EpisodeSettings, RolloutResult, run_lockstep
 from hpcne.seeding import derive_seed, generator_for
 from hpcne.tools import as_numpy
@@ -57,6 +58,7 @@ def _env_label(env: EnvSpec) -> str:
 
 def make_env(env: EnvSpec, env_config: Mapping[str, Any], **extra: Any) -> gym.Env:
     """Create an environment from a gymnasium id or a factory, with clear errors."""
+    quiet_env_libraries(env, rendering="render_mode" in extra)
     try:
         if isinstance(env, str):
             return gym.make(env, **env_config, **extra)
@@ -446,7 +448,7 @@ class GymNE(NEProblem):
             policy: The policy module, or a parameter vector (tensor, array or Solution).
             update_stats: Count the steps and episodes and collect observation statistics.
             visualize: Render the episodes: in a window when there is a display, otherwise into
-                an animated GIF (see :meth:`visualize`).
+                a GIF (see :meth:`visualize`).
             num_episodes: Episodes to run (default: the problem's ``num_episodes``).
             decrease_rewards_by: Override the reward offset.
 
@@ -586,14 +588,14 @@ class GymNE(NEProblem):
         decrease_rewards_by: float | None = None,
         output: str | os.PathLike | None = None,
     ) -> dict[str, Any]:
-        """Show the policy in a window, or, without a display, write an animated GIF.
+        """Show the policy in a window, or, without a display, write a video (GIF or MP4).
 
         Args:
             policy: The policy module or a parameter vector.
             update_stats: Count the steps and episodes and collect observation statistics.
             num_episodes: Episodes to show.
             decrease_rewards_by: Override the reward offset.
-            output: Where to write the animation (forces a file; default
+            output: Where to write the video, .gif or .mp4 (forces a file; default
                 ``<env>-rollout.gif`` in the working directory when there is no display).
 
         Returns:
@@ -606,15 +608,17 @@ class GymNE(NEProblem):
                 return self._run_in(env, policy, update_stats, num_episodes, decrease_rewards_by)
             finally:
                 env.close()
-        path = Path(output or f"{self.env_id.replace('/', '_')}-rollout.gif")
-        frames: list[np.ndarray] = []
+        from hpcne.io.video import VideoWriter, check_video_path  # hpcne.io loads pandas: not in every worker
+
+        path = check_video_path(output or f"{self.env_id.replace('/', '_')}-rollout.gif")
         env = make_env(self._env_spec, self._env_config, render_mode="rgb_array")
         try:
-            results = self._run_in(_FrameRecorder(env, frames), policy, update_stats, num_episodes, decrease_rewards_by)
+            with VideoWriter(path, fps=env.metadata.get("render_fps") or 30, label=self.env_id) as video:
+                recorder = _FrameRecorder(env, video.append)
+                results = self._run_in(recorder, policy, update_stats, num_episodes, decrease_rewards_by)
         finally:
             env.close()
-        write_animation(frames, path)
-        print(f"hpcne: wrote {len(frames)} frames of {self.env_id} to {path}")
+        print(f"hpcne: wrote {video.frames} frames of {self.env_id} to {path}")
         return {**results, "path": str(path)}
 
     # ---------------------------------------------------------------- policies
@@ -770,28 +774,18 @@ class _SingleModule(ModuleLoop):
 
 
 class _FrameRecorder(gym.Wrapper):
-    """Keeps every rendered frame of an ``rgb_array`` environment."""
+    """Hands every rendered frame of an ``rgb_array`` environment to ``sink``."""
 
-    def __init__(self, env: gym.Env, frames: list[np.ndarray]) -> None:
+    def __init__(self, env: gym.Env, sink: Callable[[np.ndarray], None]) -> None:
         super().__init__(env)
-        self._frames = frames
+        self._sink = sink
 
     def reset(self, **kwargs: Any) -> Any:
         out = self.env.reset(**kwargs)
-        self._frames.append(self.env.render())
+        self._sink(self.env.render())
         return out
 
     def step(self, action: Any) -> Any:
         out = self.env.step(action)
-        self._frames.append(self.env.render())
+        self._sink(self.env.render())
         return out
-
-
-def write_animation(frames: list[np.ndarray], path: Path, fps: int = 30) -> None:
-    """Write RGB frames to an animated GIF with Pillow."""
-    from PIL import Image
-
-    if not frames:
-        raise ValueError("No frames were rendered; cannot write an animation.")
-    images = [Image.fromarray(np.asarray(f, dtype=np.uint8)) for f in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=math.ceil(1000 / fps), loop=0)

@@ -99,3 +99,34 @@ def test_hpcne_analysis_is_the_public_path_of_the_analysis_functions() -> None:
     for name in hpcne.analysis.__all__:
         assert getattr(hpcne.analysis, name) is getattr(hpcne.io.analysis, name)
     assert set(hpcne.analysis.__all__) == set(hpcne.io.analysis.__all__)
+
+
+def test_runs_of_different_lengths_are_aligned_not_cut_to_the_shortest() -> None:
+    from hpcne.io.analysis import align_runs
+
+    # Three runs of 7, 15 and 18 generations (as when one reaches its target early), each ending at 500.
+    curves = [np.array([np.arange(1.0, n + 1), np.linspace(10, 500, n)]) for n in (7, 15, 18)]
+    aligned = align_runs(curves, min_runs=2)
+    assert aligned["x"].tolist() == list(range(1, 16))  # up to where two runs still have data
+    assert aligned["runs"].tolist() == [3] * 7 + [2] * 8
+    assert aligned["mean"].iloc[-1] == pytest.approx((500 + np.linspace(10, 500, 18)[14]) / 2)
+    assert aligned["mean"].iloc[6] == pytest.approx(
+        np.mean([500, np.linspace(10, 500, 15)[6], np.linspace(10, 500, 18)[6]])
+    )
+    assert align_runs(curves, min_runs=1)["x"].iloc[-1] == 18
+    everywhere = align_runs(curves, min_runs=3)
+    assert everywhere["x"].tolist() == list(range(1, 8)) and (everywhere["runs"] == 3).all()
+    values = np.array([np.linspace(10, 500, n)[0] for n in (7, 15, 18)])
+    assert everywhere["half_width"].iloc[0] == pytest.approx(4.303 * values.std(ddof=1) / np.sqrt(3))
+
+
+def test_mean_interval_uses_student_t() -> None:
+    from hpcne.io.analysis import mean_interval
+
+    assert mean_interval(np.array([1.0, 3.0])) == pytest.approx(
+        (2.0, math.sqrt(2), 12.706 * math.sqrt(2) / math.sqrt(2))
+    )
+    mean, std, half = mean_interval(np.array([5.0, math.nan]))
+    assert mean == 5.0 and math.isnan(std) and math.isnan(half)
+    many = np.arange(100.0)
+    assert mean_interval(many)[2] == pytest.approx(1.96 * many.std(ddof=1) / 10)

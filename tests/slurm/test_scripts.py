@@ -416,3 +416,28 @@ def test_failing_jobs_end_failed_with_the_error_in_their_log(cluster, tmp_path):
         assert "hpcne-slurm: error: the job step failed with exit status" in text, text
     # Far from the 4-minute limit: nothing hung in a collective.
     assert time.monotonic() - started < 120
+
+
+@pytest.mark.timeout(240, func_only=True)
+def test_the_default_requests_fit_a_two_cpu_cluster(cluster, tmp_path):
+    """The README's commands, without resource options: they must start on the 2-CPU local node, not pend."""
+    config = write(tmp_path / "tiny.toml", TINY)
+    cpu = cluster.submit(
+        CPU, *LIMITS, f"--output={tmp_path}/cpu-%j.out", export(cluster), cwd=tmp_path, script_args=[config.name]
+    )
+    sweep = cluster.submit(
+        SWEEP,
+        "--array=0-1",
+        *LIMITS,
+        f"--output={tmp_path}/sweep-%A_%a.out",
+        export(cluster),
+        cwd=tmp_path,
+        script_args=[config.name, "sweep", "--generations", "2"],
+    )
+    for job, log in ((cpu, tmp_path / f"cpu-{cpu}.out"), (sweep, tmp_path / f"sweep-{sweep}_1.out")):
+        state, info = wait_done(cluster, job, log, timeout=200)
+        assert (state, info["ExitCode"]) == ("COMPLETED", "0:0"), log_of(log)
+        assert "MPI, 2 ranks" in log_of(log), log_of(log)
+    assert read_results(tmp_path / "runs" / f"tiny-{cpu}")["generation"].tolist() == [1, 2, 3, 4, 5]
+    for seed in (0, 1):
+        assert read_results(tmp_path / "sweep" / f"seed{seed}")["generation"].tolist() == [1, 2]

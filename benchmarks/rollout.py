@@ -19,8 +19,8 @@ with the seed MLP ``Linear(obs_length, 64) >> Tanh() >> Linear(64, act_length)``
 
 Usage::
 
-    python scripts/bench_rollout.py --out bench_rollout.csv [--repeats 5] [--chunks 4] [--quick]
-    python scripts/bench_rollout.py --out bench_backends.csv --backends numpy,torch,vmap,loop
+    python -m benchmarks rollout --out bench_rollout.csv [--repeats 5] [--chunks 4] [--quick]
+    python -m benchmarks rollout --out bench_backends.csv --backends numpy,torch,vmap,loop
 """
 
 from __future__ import annotations
@@ -186,9 +186,11 @@ class Evolving:
         tally.add(problem.interaction_count - steps, problem.episode_count - episodes, wall, cpu)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Run the benchmark, print the table and write the CSV."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks rollout", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, required=True, help="CSV file for all measurements")
     parser.add_argument("--repeats", type=int, default=5, help="repeats, each giving one ratio (default 5)")
     parser.add_argument("--chunks", type=int, default=4, help="evaluations per repeat, each between bare chunks")
@@ -198,7 +200,7 @@ def main() -> None:
         "--backends",
         help=f"compare GymNE policy backends ({', '.join(POLICY_BACKENDS)}; comma-separated) on the seed MLP",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
     if args.backends:

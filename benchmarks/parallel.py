@@ -3,15 +3,15 @@
 Run the driver, which launches every measurement in a fresh process (under ``mpiexec`` for the MPI
 layouts), repeats it and prints the medians as Markdown::
 
-    python scripts/bench_parallel.py                       # everything, 3 repetitions
-    python scripts/bench_parallel.py --only cartpole --repeats 5
-    python scripts/bench_parallel.py --only overhead
+    python -m benchmarks parallel                       # everything, 3 repetitions
+    python -m benchmarks parallel --only cartpole --repeats 5
+    python -m benchmarks parallel --only overhead
 
-One measurement by hand (prints one JSON line)::
+One measurement by hand (prints one JSON line; from the repository root)::
 
-    python scripts/bench_parallel.py measure efficiency --task halfcheetah [--workers 2]
-    mpiexec -n 2 python -m mpi4py scripts/bench_parallel.py measure efficiency --task cartpole
-    mpiexec -n 3 python -m mpi4py scripts/bench_parallel.py measure overhead
+    python -m benchmarks.parallel measure efficiency --task halfcheetah [--workers 2]
+    mpiexec -n 2 python -m mpi4py -m benchmarks.parallel measure efficiency --task cartpole
+    mpiexec -n 3 python -m mpi4py -m benchmarks.parallel measure overhead
 
 Parallel efficiency is ``steps/s with N workers / (N x steps/s of one worker)``; every layout runs
 the same PGPE generations (same seed, so the same environment steps), one thread per worker,
@@ -34,11 +34,11 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.common import ROOT
 from hpcne.parallel.launch import find_mpiexec
 
 TASKS: dict[str, dict[str, Any]] = {
@@ -59,7 +59,6 @@ TASKS: dict[str, dict[str, Any]] = {
         "bare_steps": 100_000,
     },
 }
-HERE = Path(__file__).resolve()
 
 
 # ------------------------------------------------------------------ measurements
@@ -106,8 +105,7 @@ def measure_efficiency(task: str, workers: int | None, generations: int) -> dict
 
 def _bare_loop(env_id: str, steps: int, start: Any, seconds: Any) -> None:
     """After ``start`` (a barrier), take ``steps`` random-action steps on ``env_id``; put the seconds taken."""
-    sys.path.insert(0, str(HERE.parent))
-    from bench_rollout import Bare, Tally
+    from benchmarks.rollout import Bare, Tally
 
     bare, tally = Bare(env_id), Tally()
     bare.run(1_000, Tally())  # warm-up
@@ -211,10 +209,11 @@ def bare_scatter_ms(values: np.ndarray, rounds: int) -> float | None:
 # ------------------------------------------------------------------------ driver
 def launch(args: list[str], *, ranks: int | None, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run one measurement in a fresh process (on ``ranks`` MPI ranks); return its JSON line."""
-    command = [sys.executable, "-m", "mpi4py", str(HERE), "measure", *args]
+    command = [sys.executable, "-m", "mpi4py", "-m", "benchmarks.parallel", "measure", *args]
     if ranks is not None:
         command = [find_mpiexec() or "mpiexec", "-n", str(ranks), *command]
-    full_env = {**os.environ, "HPCNE_QUIET": "1", "MPIEXEC_TIMEOUT": "900", **(env or {})}
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))  # finds `benchmarks`
+    full_env = {**os.environ, "PYTHONPATH": path, "HPCNE_QUIET": "1", "MPIEXEC_TIMEOUT": "900", **(env or {})}
     full_env.pop("HPCNE_BACKEND", None)
     done = subprocess.run(command, capture_output=True, text=True, env=full_env, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -293,16 +292,18 @@ def overhead_table(repeats: int, rounds: int, params: int) -> str:
     return header + table + "\n".join(rows) + "\n"
 
 
-def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "measure":
-        parser = argparse.ArgumentParser(prog="bench_parallel.py measure")
+def main(argv: list[str] | None = None) -> None:
+    """The driver (``python -m benchmarks parallel``), or one measurement (``... measure WHAT``)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["measure"]:
+        parser = argparse.ArgumentParser(prog="python -m benchmarks.parallel measure")
         parser.add_argument("what", choices=["efficiency", "ceiling", "overhead"])
         parser.add_argument("--task", choices=sorted(TASKS), default="cartpole")
         parser.add_argument("--workers", type=int, default=None)
         parser.add_argument("--generations", type=int, default=3)
         parser.add_argument("--rounds", type=int, default=30)
         parser.add_argument("--params", type=int, default=10_000)
-        args = parser.parse_args(sys.argv[2:])
+        args = parser.parse_args(argv[1:])
         if args.what == "efficiency":
             result = measure_efficiency(args.task, args.workers, args.generations)
         elif args.what == "ceiling":
@@ -312,12 +313,12 @@ def main() -> None:
         if result is not None:
             print(json.dumps(result), flush=True)
         return
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks parallel", description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=[*TASKS, "overhead"], action="append")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--generations", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=30)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     chosen = args.only or [*TASKS, "overhead"]
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
     for what in chosen:
