@@ -1,9 +1,10 @@
-"""Neuroevolution: NEProblem, GymNE and the networks they evolve."""
+"""Neuroevolution: NEProblem, GymNE, VecGymNE and the networks they evolve."""
 
 from __future__ import annotations
 
 from hpcne.neuroevolution import net
 from hpcne.neuroevolution.gymne import GymNE
 from hpcne.neuroevolution.neproblem import NEProblem
+from hpcne.neuroevolution.vecgymne import VecGymNE
 
-__all__ = ["GymNE", "NEProblem", "net"]
+__all__ = ["GymNE", "NEProblem", "VecGymNE", "net"]

@@ -224,11 +224,7 @@ class GymNE(NEProblem):
         self._episode_count = 0
         self._local_delta: list[RolloutResult] | None = None
 
-        probe = make_env(env, self._env_config)
-        try:
-            self._obs_space, self._act_space = self._check_spaces(probe)
-        finally:
-            probe.close()
+        self._obs_space, self._act_space = self._probe_spaces()
         self._obs_length = int(np.prod(self._obs_space.shape))
         discrete = isinstance(self._act_space, gym.spaces.Discrete)
         self._act_length = int(self._act_space.n) if discrete else int(np.prod(self._act_space.shape))
@@ -251,9 +247,16 @@ class GymNE(NEProblem):
         self._check_network()
 
     # ------------------------------------------------------------- validation
-    def _check_spaces(self, env: gym.Env) -> tuple[gym.spaces.Box, gym.Space]:
+    def _probe_spaces(self) -> tuple[gym.spaces.Box, gym.Space]:
+        """Create one environment to read and check its observation and action spaces."""
+        probe = make_env(self._env_spec, self._env_config)
+        try:
+            return self._check_spaces(probe.observation_space, probe.action_space)
+        finally:
+            probe.close()
+
+    def _check_spaces(self, obs_space: gym.Space, act_space: gym.Space) -> tuple[gym.spaces.Box, gym.Space]:
         label = _env_label(self._env_spec)
-        obs_space, act_space = env.observation_space, env.action_space
         if not isinstance(obs_space, gym.spaces.Box):
             raise TypeError(
                 f"{label}: GymNE needs a Box observation space; got {obs_space}. "
