@@ -216,11 +216,12 @@ def run_vector(
                 r += bonus(t)
             np.add(ret, r, out=ret, where=active)
             interactions += len(busy_list)
-            done = np.logical_or(terminated, truncated)
-            if limit is not None:
-                done |= t >= limit
+            finished = np.logical_or(terminated, truncated)
+            done = finished | (t >= limit) if limit is not None else finished.copy()
             done &= active
             if not done.any():
+                if per_job and finished.any():  # an idle sub-environment ended an episode: reset it
+                    obs = refill(np.flatnonzero(finished))
                 continue
             ended = np.flatnonzero(done)
             episode_returns[job_of[ended]] = ret[ended]
@@ -232,7 +233,7 @@ def run_vector(
             if per_job:
                 if next_job >= num_jobs and not active.any():
                     break
-                obs = refill(ended)
+                obs = refill(np.flatnonzero(done | finished))  # idle ones that ended an episode too
             elif not active.any():
                 if wave >= last_wave:
                     break
