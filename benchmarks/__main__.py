@@ -2,7 +2,8 @@
 
 Measures (issue 7, "The benchmark suite"):
 
-    throughput   per-core steps/s of hpcne vs bare env.step (CartPole, Pendulum, HalfCheetah, Humanoid)
+    throughput   per-core steps/s of hpcne vs bare env.step (CartPole, Pendulum, HalfCheetah, Humanoid),
+                 then VecGymNE vs GymNE and the bare vector env (CartPole, HalfCheetah)
     scaling      steps/s, efficiency and time split over 1-4 MPI ranks
     evotorch     steps/s and s/generation, hpcne vs EvoTorch 0.6.1 (1 and 2 workers)
     solve        time and interactions to a target return, hpcne vs EvoTorch

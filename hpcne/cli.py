@@ -35,6 +35,7 @@ _TRAIN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--backend", {"choices": ["serial", "pool", "mpi"]}),
     ("--rollout-batch-size", {"type": int}),
     ("--max-num-envs", {"type": int, "help": "sub-environments per worker with --vectorized (default 64)"}),
+    ("--vector-schedule", {"choices": ["waves", "refill"], "help": "with --vectorized (see docs/VECTORIZED.md)"}),
     ("--policy-backend", {"help": "auto, numpy, torch, vmap or loop: how workers batch policy forwards"}),
     ("--device", {"choices": ["cpu", "cuda"], "help": "cuda: each worker's policies on a GPU of its node"}),
     ("--eval-center-every", {"type": int}),

@@ -68,6 +68,7 @@ class RunConfig:
         policy_backend: How workers batch the policy forwards: auto, numpy, torch, vmap or loop (see GymNE).
         vectorized: Evaluate on gymnasium vector environments with VecGymNE (one VectorEnv per worker).
         max_num_envs: Sub-environments per worker's VectorEnv when vectorized (None: 64).
+        vector_schedule: ``waves`` or ``refill``: how a vector env that autoresets runs episodes (see VecGymNE).
         device: ``cpu``, or ``cuda``: each worker's policies on a GPU of its node, chosen by node-local
             rank (the CPU where torch sees none).
         algo: Search algorithm: pgpe, snes, xnes, cem, cmaes, ga.
@@ -104,6 +105,7 @@ class RunConfig:
     policy_backend: str = "auto"
     vectorized: bool = False
     max_num_envs: int | None = None
+    vector_schedule: str = "waves"
     device: str = "cpu"
     algo: str = "pgpe"
     algo_options: dict[str, Any] = field(default_factory=dict)
@@ -150,6 +152,8 @@ class RunConfig:
                 raise ConfigError(f"{name} must be a positive integer; got {value!r}.")
         if not isinstance(self.vectorized, bool):
             raise ConfigError(f"vectorized must be true or false; got {self.vectorized!r}.")
+        if self.vector_schedule not in ("waves", "refill"):
+            raise ConfigError(f"vector_schedule must be waves or refill; got {self.vector_schedule!r}.")
         for name in (
             "generations",
             "max_interactions",

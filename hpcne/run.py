@@ -58,7 +58,13 @@ def versions() -> dict[str, str]:
 def build_problem(config: RunConfig) -> GymNE:
     """The GymNE (or, with ``vectorized``, VecGymNE) problem a config describes."""
     if config.vectorized:
-        return VecGymNE(config.env, config.network, max_num_envs=config.max_num_envs, **_problem_options(config))
+        return VecGymNE(
+            config.env,
+            config.network,
+            max_num_envs=config.max_num_envs,
+            schedule=config.vector_schedule,
+            **_problem_options(config),
+        )
     return GymNE(
         config.env,
         config.network,

@@ -15,7 +15,7 @@ from hpcne.core import STREAM_EVALUATION, EvalResult
 from hpcne.neuroevolution.gymne import _NOISE_KEY, GymNE, _env_label
 from hpcne.neuroevolution.neproblem import NetworkSpec
 from hpcne.neuroevolution.policies import make_batched_policy
-from hpcne.neuroevolution.vecrollout import autoreset_mode, run_vector
+from hpcne.neuroevolution.vecrollout import SCHEDULES, autoreset_mode, run_vector
 from hpcne.seeding import derive_seed, generator_for
 
 __all__ = ["DEFAULT_NUM_ENVS", "VecGymNE", "is_vector_factory", "make_vector_env"]
@@ -102,6 +102,7 @@ class VecGymNE(GymNE):
         initial_bounds: tuple[Any, Any] | None = (-1e-5, 1e-5),
         seed: int | None = None,
         policy_backend: str = "auto",
+        schedule: str = "waves",
     ) -> None:
         """Create the problem; the environment's spaces and the network are checked here.
 
@@ -133,6 +134,12 @@ class VecGymNE(GymNE):
             initial_bounds: Interval of the initial parameters.
             seed: Run seed; reset seeds and action noise derive from it.
             policy_backend: How the policies of all sub-environments are batched (see :class:`GymNE`).
+            schedule: With a vector env that autoresets by itself: ``"waves"`` (default; results
+                do not depend on the layout, but the sub-environments of a wave whose episodes
+                ended idle until its longest episode ends) or ``"refill"`` (a sub-environment
+                starts the next episode at its autoreset: faster when episode lengths differ, but
+                the episodes' starting states, so the results, depend on how the population is
+                split over workers). Vector envs with per-job resets ignore it.
         """
         if isinstance(env, str) and "::" in env:
             kind, _, name = env.partition("::")
@@ -143,7 +150,10 @@ class VecGymNE(GymNE):
             isinstance(max_num_envs, bool) or not isinstance(max_num_envs, int) or max_num_envs < 1
         ):
             raise ValueError(f"max_num_envs must be a positive int or None; got {max_num_envs!r}.")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(map(repr, SCHEDULES))}; got {schedule!r}.")
         self._max_num_envs = max_num_envs or DEFAULT_NUM_ENVS
+        self._schedule = schedule
         self._venv: gym.vector.VectorEnv | None = None
         self._per_job_resets = True  # set by _probe_spaces
         super().__init__(
@@ -174,6 +184,11 @@ class VecGymNE(GymNE):
         return self._max_num_envs
 
     @property
+    def schedule(self) -> str:
+        """How a vector env that autoresets runs the episodes: ``"waves"`` or ``"refill"``."""
+        return self._schedule
+
+    @property
     def per_job_resets(self) -> bool:
         """Whether each episode starts from its own seed (GymNE's), rather than from its wave's."""
         return self._per_job_resets
@@ -198,7 +213,8 @@ class VecGymNE(GymNE):
 
     def _vector_env(self, num_jobs: int) -> gym.vector.VectorEnv:
         """This process's vector env: ``max_num_envs`` sub-environments, fewer for fewer per-job-reset jobs."""
-        size = min(self._max_num_envs, num_jobs) if self._per_job_resets else self._max_num_envs
+        fixed = not self._per_job_resets and self._schedule == "waves"  # the wave grid needs a fixed size
+        size = self._max_num_envs if fixed else min(self._max_num_envs, num_jobs)
         if self._venv is None or self._venv.num_envs < size:
             if self._venv is not None:
                 self._venv.close()
@@ -231,6 +247,7 @@ class VecGymNE(GymNE):
             first_job=first_index * num_eps,
             job_seed=lambda sol, ep: derive_seed(seed, STREAM_EVALUATION, eval_round, first_index + sol, ep),
             wave_seed=lambda wave: derive_seed(seed, STREAM_EVALUATION, eval_round, wave, 0, _WAVE_KEY),
+            schedule=self._schedule,
             noise_rng=lambda sol, ep: generator_for(
                 seed, STREAM_EVALUATION, eval_round, first_index + sol, ep, _NOISE_KEY
             ),

@@ -40,7 +40,7 @@ from hpcne.neuroevolution.policies import BatchedPolicy
 from hpcne.neuroevolution.rollout import EpisodeSettings, RolloutResult
 from hpcne.watchdog import beat
 
-__all__ = ["autoreset_mode", "run_vector"]
+__all__ = ["SCHEDULES", "autoreset_mode", "run_vector"]
 
 
 def autoreset_mode(venv: gym.vector.VectorEnv) -> AutoresetMode:
@@ -84,6 +84,9 @@ def _alive_bonus(settings: EpisodeSettings) -> Callable[[np.ndarray], np.ndarray
     return vector_bonus
 
 
+SCHEDULES = ("waves", "refill")
+
+
 def run_vector(
     policy: BatchedPolicy,
     venv: gym.vector.VectorEnv,
@@ -93,6 +96,7 @@ def run_vector(
     first_job: int,
     job_seed: Callable[[int, int], int],
     wave_seed: Callable[[int], int],
+    schedule: str = "waves",
     obs_mean: np.ndarray | None = None,
     obs_stdev: np.ndarray | None = None,
     collect_stats: bool = False,
@@ -103,13 +107,18 @@ def run_vector(
 
     Args:
         policy: A batched policy with ``venv.num_envs`` slots.
-        venv: The vector environment; its ``autoreset_mode`` picks per-job resets or waves.
+        venv: The vector environment; with ``autoreset_mode`` DISABLED every episode starts with
+            a reset of its sub-environment alone, seeded by ``job_seed``; otherwise ``schedule`` says how.
         params: ``(num_solutions, solution_length)`` parameter rows.
         settings: Episode options.
         first_job: The population-wide number of the first job (``first solution * num_episodes``),
             which places the jobs on the wave grid.
         job_seed: ``(solution, episode) -> reset seed`` for per-job resets.
-        wave_seed: ``wave -> reset seed`` for waves.
+        wave_seed: ``wave -> seed`` of a full reset: of each wave, or with ``"refill"`` the one reset
+            of the evaluation (the wave of ``first_job``).
+        schedule: For a vector env that autoresets: ``"waves"`` (results independent of the layout)
+            or ``"refill"``: a sub-environment takes the next job at its autoreset, starting from
+            the vector env's own random state (results depend on how the population is split).
         obs_mean: Frozen normalization mean (None: no normalization).
         obs_stdev: Frozen normalization stdev.
         collect_stats: Accumulate raw observations into an observation-statistics delta.
@@ -117,21 +126,25 @@ def run_vector(
         index_offset: Added to row numbers in error reports (the rows' place in the population).
 
     Returns:
-        Mean return per solution, step and episode counts (steps of finished episodes' idle
-        sub-environments are not counted), and the statistics delta.
+        Mean return per solution, step and episode counts (steps of idle sub-environments and
+        autoreset steps are not counted), and the statistics delta.
     """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}.")
     n = venv.num_envs
     num_eps = settings.num_episodes
     num_jobs = params.shape[0] * num_eps
     mode = autoreset_mode(venv)
     per_job = mode == AutoresetMode.DISABLED
+    refilling = not per_job and schedule == "refill"
     obs_len = int(np.prod(venv.single_observation_space.shape))
     stats = _JobStats(num_jobs, obs_len) if collect_stats else None
     mean32 = None if obs_mean is None else np.asarray(obs_mean, np.float32).reshape(-1)
     std32 = None if obs_stdev is None else np.asarray(obs_stdev, np.float32).reshape(-1)
 
     job_of = np.full(n, -1, np.int64)  # the local job each sub-environment runs, -1: idle
-    active = np.zeros(n, bool)
+    active = np.zeros(n, bool)  # running a job whose steps count
+    pending = np.zeros(n, bool)  # refill, NEXT_STEP: given a job, taking its autoreset step first
     t = np.zeros(n, np.int64)
     ret = np.zeros(n)
     episode_returns = np.zeros(num_jobs)
@@ -141,7 +154,7 @@ def run_vector(
     dec = settings.decrease_rewards_by
     bonus = _alive_bonus(settings)
     limit = settings.episode_length
-    next_job = 0  # per-job resets: the next local job to hand out
+    next_job = 0  # per-job resets and refill: the next local job to hand out
     wave = (first_job // n) - 1  # waves: the current wave on the population-wide grid
     last_wave = (first_job + num_jobs - 1) // n
     interactions = 0
@@ -154,20 +167,29 @@ def run_vector(
             loaded[slot] = sol
         policy.reset(slot)
         job_of[slot] = job
-        active[slot] = True
         t[slot] = 0
         ret[slot] = 0.0
         noise[slot] = noise_rng(sol, ep) if use_noise else None  # type: ignore[misc]
 
-    def refill(slots: np.ndarray) -> np.ndarray:
-        """Per-job resets: give ``slots`` their next jobs, reset them alone with those jobs' seeds."""
+    def hand_out(slots: np.ndarray) -> np.ndarray:
+        """Give the next jobs to ``slots`` while jobs are left; the slots that got one."""
         nonlocal next_job
+        given = slots[: max(0, min(len(slots), num_jobs - next_job))]
+        for slot in given.tolist():
+            assign(slot, next_job)
+            next_job += 1
+        return given
+
+    def reset_alone(slots: np.ndarray) -> np.ndarray:
+        """Per-job resets: give ``slots`` their next jobs and reset them alone with those jobs' seeds.
+
+        A slot left without a job is reset too, so that it never steps on after its episode ended.
+        """
+        given = hand_out(slots)
+        active[given] = True
         seeds: list[int | None] = [None] * n
-        for slot in slots.tolist():
-            if next_job < num_jobs:  # a slot without a job is reset too, so that it never steps a finished episode
-                assign(slot, next_job)
-                seeds[slot] = job_seed(*divmod(next_job, num_eps))
-                next_job += 1
+        for slot in given.tolist():
+            seeds[slot] = job_seed(*divmod(int(job_of[slot]), num_eps))
         beat()
         mask = np.zeros(n, bool)
         mask[slots] = True
@@ -181,14 +203,28 @@ def run_vector(
         lo = max(first_job, wave * n) - first_job
         hi = min(first_job + num_jobs, (wave + 1) * n) - first_job
         for job in range(lo, hi):
-            assign((first_job + job) % n, job)
+            slot = (first_job + job) % n
+            assign(slot, job)
+            active[slot] = True
         beat()
         obs, _ = venv.reset(seed=wave_seed(wave))
         return obs
 
+    def start_refill() -> np.ndarray:
+        """Refill: reset every sub-environment and give each the next job.
+
+        Once at the start; again only if jobs are left but every sub-environment idles in an
+        episode cut by ``episode_length`` that the env does not end by itself.
+        """
+        seed = wave_seed((first_job + next_job) // n)
+        active[hand_out(np.arange(n))] = True
+        beat()
+        obs, _ = venv.reset(seed=seed)
+        return obs
+
     slot = -1  # the sub-environment being worked on, for error reports
     try:
-        obs = refill(np.arange(n)) if per_job else start_wave()
+        obs = reset_alone(np.arange(n)) if per_job else start_refill() if refilling else start_wave()
         busy = np.flatnonzero(active)
         busy_list = busy.tolist()
         while True:
@@ -219,27 +255,45 @@ def run_vector(
             finished = np.logical_or(terminated, truncated)
             done = finished | (t >= limit) if limit is not None else finished.copy()
             done &= active
-            if not done.any():
-                if per_job and finished.any():  # an idle sub-environment ended an episode: reset it
-                    obs = refill(np.flatnonzero(finished))
-                continue
-            ended = np.flatnonzero(done)
-            episode_returns[job_of[ended]] = ret[ended]
-            if stats is not None:
-                final = info["final_obs"] if mode == AutoresetMode.SAME_STEP else obs
-                stats.add(job_of[ended], np.stack([np.asarray(final[s], np.float32).reshape(-1) for s in ended]))
-            active[ended] = False
-            job_of[ended] = -1
+            changed = pending.any()
+            active |= pending  # their autoreset step is over: the observation is their first
+            pending[:] = False
+            if done.any():
+                changed = True
+                ended = np.flatnonzero(done)
+                episode_returns[job_of[ended]] = ret[ended]
+                if stats is not None:
+                    final = info["final_obs"] if mode == AutoresetMode.SAME_STEP else obs
+                    stats.add(job_of[ended], np.stack([np.asarray(final[s], np.float32).reshape(-1) for s in ended]))
+                active[ended] = False
+                job_of[ended] = -1
             if per_job:
-                if next_job >= num_jobs and not active.any():
-                    break
-                obs = refill(np.flatnonzero(done | finished))  # idle ones that ended an episode too
+                if finished.any() or done.any():  # idle ones that ended an episode are reset too
+                    if next_job >= num_jobs and not active.any():
+                        break
+                    obs = reset_alone(np.flatnonzero(done | finished))
+            elif refilling:
+                # A sub-environment is free once the env itself ended its episode (an episode cut by
+                # episode_length goes on idle until then): at its autoreset it starts the next job.
+                free = np.flatnonzero(finished & ~active)
+                if len(free) and next_job < num_jobs:
+                    changed = True
+                    given = hand_out(free)
+                    (pending if mode == AutoresetMode.NEXT_STEP else active)[given] = True
+                    beat()
+                if not active.any() and not pending.any():
+                    if next_job >= num_jobs:
+                        break
+                    obs = start_refill()
+                    changed = True
             elif not active.any():
                 if wave >= last_wave:
                     break
                 obs = start_wave()
-            busy = np.flatnonzero(active)
-            busy_list = busy.tolist()
+                changed = True
+            if changed:
+                busy = np.flatnonzero(active)
+                busy_list = busy.tolist()
     except Exception as err:
         if slot >= 0:
             annotate_solution(err, index_offset + int(job_of[slot]) // num_eps)

@@ -26,12 +26,14 @@ def vectorized_baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_flag_and_the_config_key_choose_vecgymne(tmp_path: Path) -> None:
-    config = RunConfig.from_dict({"vectorized": True, "max_num_envs": 16})
+    config = RunConfig.from_dict({"vectorized": True, "max_num_envs": 16, "vector_schedule": "refill"})
     problem = build_problem(config)
-    assert isinstance(problem, VecGymNE) and problem.max_num_envs == 16
+    assert isinstance(problem, VecGymNE) and problem.max_num_envs == 16 and problem.schedule == "refill"
     assert type(build_problem(RunConfig())).__name__ == "GymNE"
     with pytest.raises(ConfigError, match="vectorized must be true or false"):
         RunConfig.from_dict({"vectorized": "yes"})
+    with pytest.raises(ConfigError, match="vector_schedule must be waves or refill"):
+        RunConfig.from_dict({"vectorized": True, "vector_schedule": "fast"})
     with pytest.raises(ConfigError, match="max_num_envs must be a positive integer"):
         RunConfig.from_dict({"vectorized": True, "max_num_envs": 0})
 
