@@ -18,13 +18,37 @@ from benchmarks.common import LoadTracker, markdown_table, shown, write_csv
 
 __all__ = ["VECTOR_CASES", "vectorized"]
 
-# (env, N = popsize = sub-environments, episode_length, bare steps per chunk)
+# (env, N = popsize = sub-environments, episode_length, bare steps per chunk, population, schedule).
+# Populations: "N(0, 1)" random policies (early training: CartPole episodes of 8-500 steps) and
+# "balancing" ones (late training: every CartPole episode runs to its 500-step limit).
 VECTOR_CASES = [
-    ("CartPole-v1", 64, None, 40_000),
-    ("CartPole-v1", 512, None, 200_000),
-    ("HalfCheetah-v5", 20, 1000, 10_000),
+    ("CartPole-v1", 64, None, 20_000, "N(0, 1)", "waves"),
+    ("CartPole-v1", 64, None, 20_000, "N(0, 1)", "refill"),
+    ("CartPole-v1", 64, None, 40_000, "balancing", "waves"),
+    ("CartPole-v1", 512, None, 100_000, "N(0, 1)", "waves"),
+    ("CartPole-v1", 512, None, 100_000, "N(0, 1)", "refill"),
+    ("CartPole-v1", 512, None, 200_000, "balancing", "waves"),
+    ("HalfCheetah-v5", 20, 1000, 10_000, "N(0, 1)", "waves"),
 ]
 GOAL_STEPS_PER_S = {"CartPole-v1": 2e6}  # VecGymNE on CartPole-v1, per core (issue 14)
+
+
+def balancing_population(problem: Any, n: int) -> Any:
+    """``n`` policies near one that balances CartPole: push towards the side the pole falls to.
+
+    The first hidden unit reads ``0.05 x + 0.3 x_dot + 3 theta + theta_dot``; the two outputs are
+    plus and minus that unit; all other weights are N(0, 0.01^2) noise.
+    """
+    import torch
+
+    net = problem.make_net(torch.zeros(problem.solution_length))
+    first, last = net[0], net[-1]
+    with torch.no_grad():
+        first.weight[0] = torch.tensor([0.05, 0.3, 3.0, 1.0])
+        last.weight[1, 0], last.weight[0, 0] = 1.0, -1.0
+    center = torch.nn.utils.parameters_to_vector(net.parameters())
+    noise = 0.01 * torch.randn((n, center.numel()), generator=torch.Generator().manual_seed(0))
+    return center + noise
 
 
 class BareVector:
@@ -58,33 +82,43 @@ def vectorized(out: Path, rollout: ModuleType, network: str, *, repeats: int, ch
     scale = 4 if quick else 1
     load = LoadTracker()
     measured = []
-    for env_id, n, length, bare_steps in VECTOR_CASES:
+    for env_id, n, length, bare_steps, population, schedule in VECTOR_CASES:
         case = rollout.Case(env_id, network, n, length, None, bare_steps // scale)
-        vec = VecGymNE(env_id, network, max_num_envs=n, seed=0, episode_length=length)
+        vec = VecGymNE(env_id, network, max_num_envs=n, seed=0, episode_length=length, schedule=schedule)
         pairs = {
             "vector": (BareVector(env_id, n), rollout.Evolving(case, vec)),
             "scalar": (rollout.Bare(env_id), rollout.Evolving(case)),
         }
-        for bare, ours in pairs.values():  # warm-up
-            bare.run(100, rollout.Tally())
+        for bare, ours in pairs.values():
+            if population == "balancing":
+                ours.values = balancing_population(ours.problem, n)
+            bare.run(100, rollout.Tally())  # warm-up
             ours.run(rollout.Tally())
-        measured.append((case, pairs))
+        measured.append((case, population, schedule, pairs))
     rows: list[dict[str, Any]] = []
     for repeat in range(repeats):
-        for case, pairs in measured:
-            row: dict[str, Any] = {"env": case.env_id, "network": network, "num_envs": case.popsize, "repeat": repeat}
+        for case, population, schedule, pairs in measured:
+            row: dict[str, Any] = {
+                "env": case.env_id,
+                "network": network,
+                "num_envs": case.popsize,
+                "population": population,
+                "schedule": schedule,
+                "repeat": repeat,
+            }
             for kind, (bare, ours) in pairs.items():
                 result = rollout.compare(*rollout.measure(bare, ours, case.bare_steps, chunks))
                 row |= {f"{kind}_{key}": value for key, value in result.items()}
             row["vec_over_gymne"] = round(row["vector_hpcne_steps_per_s"] / row["scalar_hpcne_steps_per_s"], 4)
             row["load"] = round(load.sample(), 2)
             rows.append(row)
-            print(f"  {case.env_id} N={case.popsize}, repeat {repeat}: VecGymNE/bare vector "
+            print(f"  {case.env_id} N={case.popsize} {population} {schedule}, repeat {repeat}: VecGymNE/bare vector "
                   f"{row['vector_ratio']:.0%}, VecGymNE/GymNE {row['vec_over_gymne']:.2f}", flush=True)  # fmt: skip
     write_csv(out, rows)
     table = []
-    for case, _ in measured:
+    for case, population, schedule, _ in measured:
         mine = [r for r in rows if r["env"] == case.env_id and r["num_envs"] == case.popsize]
+        mine = [r for r in mine if r["population"] == population and r["schedule"] == schedule]
 
         def med(key: str, mine: list[dict[str, Any]] = mine) -> float:
             return statistics.median(float(r[key]) for r in mine)
@@ -100,6 +134,9 @@ def vectorized(out: Path, rollout: ModuleType, network: str, *, repeats: int, ch
             [
                 case.env_id,
                 case.popsize,
+                population,
+                schedule if case.env_id.startswith("CartPole") else "(per-job resets)",
+                f"{med('vector_hpcne_mean_episode_length'):.0f}",
                 f"{med('scalar_bare_steps_per_s'):,.0f}",
                 f"{med('scalar_hpcne_steps_per_s'):,.0f}",
                 f"{med('vector_bare_steps_per_s'):,.0f}",
@@ -112,6 +149,9 @@ def vectorized(out: Path, rollout: ModuleType, network: str, *, repeats: int, ch
     headers = [
         "environment",
         "N",
+        "population",
+        "schedule",
+        "mean episode",
         "bare env.step",
         "GymNE",
         "bare vector env",
