@@ -18,17 +18,17 @@ from benchmarks.common import LoadTracker, markdown_table, shown, write_csv
 
 __all__ = ["VECTOR_CASES", "vectorized"]
 
-# (env, N = popsize = sub-environments, episode_length, bare steps per chunk, population, schedule).
+# (env, N = sub-environments, popsize, episode_length, bare steps per chunk, population, schedule).
 # Populations: "N(0, 1)" random policies (early training: CartPole episodes of 8-500 steps) and
 # "balancing" ones (late training: every CartPole episode runs to its 500-step limit).
 VECTOR_CASES = [
-    ("CartPole-v1", 64, None, 20_000, "N(0, 1)", "waves"),
-    ("CartPole-v1", 64, None, 20_000, "N(0, 1)", "refill"),
-    ("CartPole-v1", 64, None, 40_000, "balancing", "waves"),
-    ("CartPole-v1", 512, None, 100_000, "N(0, 1)", "waves"),
-    ("CartPole-v1", 512, None, 100_000, "N(0, 1)", "refill"),
-    ("CartPole-v1", 512, None, 200_000, "balancing", "waves"),
-    ("HalfCheetah-v5", 20, 1000, 10_000, "N(0, 1)", "waves"),
+    ("CartPole-v1", 64, 256, None, 20_000, "N(0, 1)", "waves"),
+    ("CartPole-v1", 64, 256, None, 20_000, "N(0, 1)", "refill"),
+    ("CartPole-v1", 64, 64, None, 40_000, "balancing", "waves"),
+    ("CartPole-v1", 512, 2048, None, 100_000, "N(0, 1)", "waves"),
+    ("CartPole-v1", 512, 2048, None, 100_000, "N(0, 1)", "refill"),
+    ("CartPole-v1", 512, 512, None, 200_000, "balancing", "waves"),
+    ("HalfCheetah-v5", 20, 20, 1000, 10_000, "N(0, 1)", "waves"),
 ]
 GOAL_STEPS_PER_S = {"CartPole-v1": 2e6}  # VecGymNE on CartPole-v1, per core (issue 14)
 
@@ -82,8 +82,8 @@ def vectorized(out: Path, rollout: ModuleType, network: str, *, repeats: int, ch
     scale = 4 if quick else 1
     load = LoadTracker()
     measured = []
-    for env_id, n, length, bare_steps, population, schedule in VECTOR_CASES:
-        case = rollout.Case(env_id, network, n, length, None, bare_steps // scale)
+    for env_id, n, popsize, length, bare_steps, population, schedule in VECTOR_CASES:
+        case = rollout.Case(env_id, network, popsize, length, None, bare_steps // scale)
         vec = VecGymNE(env_id, network, max_num_envs=n, seed=0, episode_length=length, schedule=schedule)
         pairs = {
             "vector": (BareVector(env_id, n), rollout.Evolving(case, vec)),
@@ -94,14 +94,15 @@ def vectorized(out: Path, rollout: ModuleType, network: str, *, repeats: int, ch
                 ours.values = balancing_population(ours.problem, n)
             bare.run(100, rollout.Tally())  # warm-up
             ours.run(rollout.Tally())
-        measured.append((case, population, schedule, pairs))
+        measured.append((case, n, population, schedule, pairs))
     rows: list[dict[str, Any]] = []
     for repeat in range(repeats):
-        for case, population, schedule, pairs in measured:
+        for case, n, population, schedule, pairs in measured:
             row: dict[str, Any] = {
                 "env": case.env_id,
                 "network": network,
-                "num_envs": case.popsize,
+                "num_envs": n,
+                "popsize": case.popsize,
                 "population": population,
                 "schedule": schedule,
                 "repeat": repeat,
@@ -112,12 +113,13 @@ def vectorized(out: Path, rollout: ModuleType, network: str, *, repeats: int, ch
             row["vec_over_gymne"] = round(row["vector_hpcne_steps_per_s"] / row["scalar_hpcne_steps_per_s"], 4)
             row["load"] = round(load.sample(), 2)
             rows.append(row)
-            print(f"  {case.env_id} N={case.popsize} {population} {schedule}, repeat {repeat}: VecGymNE/bare vector "
-                  f"{row['vector_ratio']:.0%}, VecGymNE/GymNE {row['vec_over_gymne']:.2f}", flush=True)  # fmt: skip
+            label = f"{case.env_id} N={n} popsize={case.popsize} {population} {schedule}"
+            print(f"  {label}, repeat {repeat}: VecGymNE/bare vector {row['vector_ratio']:.0%}, "
+                  f"VecGymNE/GymNE {row['vec_over_gymne']:.2f}", flush=True)  # fmt: skip
     write_csv(out, rows)
     table = []
-    for case, population, schedule, _ in measured:
-        mine = [r for r in rows if r["env"] == case.env_id and r["num_envs"] == case.popsize]
+    for case, n, population, schedule, _ in measured:
+        mine = [r for r in rows if r["env"] == case.env_id and r["num_envs"] == n and r["popsize"] == case.popsize]
         mine = [r for r in mine if r["population"] == population and r["schedule"] == schedule]
 
         def med(key: str, mine: list[dict[str, Any]] = mine) -> float:
@@ -133,6 +135,7 @@ def vectorized(out: Path, rollout: ModuleType, network: str, *, repeats: int, ch
         table.append(
             [
                 case.env_id,
+                n,
                 case.popsize,
                 population,
                 schedule if case.env_id.startswith("CartPole") else "(per-job resets)",
@@ -149,6 +152,7 @@ def vectorized(out: Path, rollout: ModuleType, network: str, *, repeats: int, ch
     headers = [
         "environment",
         "N",
+        "popsize",
         "population",
         "schedule",
         "mean episode",
@@ -161,8 +165,9 @@ def vectorized(out: Path, rollout: ModuleType, network: str, *, repeats: int, ch
         "goal",
     ]
     return (
-        f"VecGymNE: one core, `{network}`, a population of N N(0, 1) solutions on N sub-environments "
-        f"(`max_num_envs=N`), steps/s, medians of {repeats} repeats of {chunks} evaluations\n\n"
+        f"VecGymNE: one core, `{network}`, a population on N sub-environments (`max_num_envs=N`), "
+        f"steps/s (VecGymNE's and GymNE's: steps of episodes only), medians of {repeats} repeats of {chunks} "
+        "evaluations\n\n"
         + markdown_table(headers, table)
         + f"\n({load.describe()} during the runs; all repeats: {shown(out)})\n"
     )
