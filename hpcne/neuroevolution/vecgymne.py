@@ -12,15 +12,14 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 from hpcne.core import STREAM_EVALUATION, EvalResult
-from hpcne.neuroevolution.gymne import _NOISE_KEY, GymNE, _env_label, make_env, unwrap_make
+from hpcne.neuroevolution.gymne import GymNE, _env_label, make_env, unwrap_make
 from hpcne.neuroevolution.neproblem import NetworkSpec
-from hpcne.neuroevolution.policies import make_batched_policy
 from hpcne.neuroevolution.vecrollout import SCHEDULES, autoreset_mode, run_vector
-from hpcne.seeding import derive_seed, generator_for
+from hpcne.seeding import derive_seed
 
 __all__ = ["DEFAULT_NUM_ENVS", "SlotVectorEnv", "VecGymNE", "is_vector_factory", "make_vector_env"]
 
-DEFAULT_NUM_ENVS = 64  # sub-environments per process when max_num_envs is not given
+DEFAULT_NUM_ENVS = 64  # sub-environments per process of a vector env that autoresets, when max_num_envs is None
 _WAVE_KEY = 2  # extra key that separates wave seeds from episode seeds and action noise
 
 
@@ -124,11 +123,13 @@ class VecGymNE(GymNE):
                 parameter returning a VectorEnv (see :func:`make_vector_env`).
             network: The policy: a network string, module, module class or function.
             env_config: Keyword arguments for the environment (or the functions).
-            max_num_envs: Sub-environments per process (default 64). With per-job resets (sync
-                vector envs) fewer are made when a process has fewer episodes to run, and results
-                do not depend on it; with a vector env that autoresets by itself (a vector entry
-                point such as CartPole-v1's) every process makes exactly this many, and the
-                episodes' starting states depend on it (docs/VECTORIZED.md).
+            max_num_envs: Sub-environments per process. With per-job resets (sync vector envs)
+                results do not depend on it: fewer are made when a process has fewer episodes to
+                run, and None (default) takes GymNE's automatic ``rollout_batch_size`` (up to 32,
+                fewer for costly steps such as MuJoCo's). With a vector env that autoresets by
+                itself (a vector entry point such as CartPole-v1's) every process makes exactly
+                this many (None: 64), and the episodes' starting states depend on it
+                (docs/VECTORIZED.md).
             network_args: Extra arguments/constants for the network.
             observation_normalization: Normalise observations with running statistics.
             decrease_rewards_by: Subtracted from every reward.
@@ -164,7 +165,7 @@ class VecGymNE(GymNE):
             raise ValueError(f"max_num_envs must be a positive int or None; got {max_num_envs!r}.")
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(map(repr, SCHEDULES))}; got {schedule!r}.")
-        self._max_num_envs = max_num_envs or DEFAULT_NUM_ENVS
+        self._max_num_envs = max_num_envs
         self._schedule = schedule
         self._venv: gym.vector.VectorEnv | None = None
         self._per_job_resets = True  # set by _probe_spaces
@@ -191,8 +192,8 @@ class VecGymNE(GymNE):
         )
 
     @property
-    def max_num_envs(self) -> int:
-        """Sub-environments per process (at most, with per-job resets)."""
+    def max_num_envs(self) -> int | None:
+        """Sub-environments per process (at most, with per-job resets); None: automatic."""
         return self._max_num_envs
 
     @property
@@ -224,9 +225,15 @@ class VecGymNE(GymNE):
         return super()._get_env()
 
     def _vector_env(self, num_jobs: int) -> gym.vector.VectorEnv:
-        """This process's vector env: ``max_num_envs`` sub-environments, fewer for fewer per-job-reset jobs."""
-        fixed = not self._per_job_resets and self._schedule == "waves"  # the wave grid needs a fixed size
-        size = self._max_num_envs if fixed else min(self._max_num_envs, num_jobs)
+        """This process's vector env: ``max_num_envs`` sub-environments, fewer for fewer per-job-reset jobs.
+
+        A vector env that autoresets always has ``max_num_envs``: the episodes' starting states
+        depend on it, so a piece of the population must meet the same size on every worker.
+        """
+        if self._per_job_resets:  # the size changes no result: GymNE's automatic choice, measured here
+            size = min(self._max_num_envs or self._measure_auto_slots(), num_jobs)
+        else:
+            size = self._max_num_envs or DEFAULT_NUM_ENVS
         if self._venv is None or self._venv.num_envs < size:
             if self._venv is not None:
                 self._venv.close()
@@ -244,29 +251,15 @@ class VecGymNE(GymNE):
             return EvalResult(np.empty(0))
         num_eps = self._num_episodes
         venv = self._vector_env(len(values) * num_eps)
-        slots = venv.num_envs
-        policy = self._policy_cache.get(slots)
-        if policy is None:
-            policy = self._policy_cache[slots] = make_batched_policy(
-                self.network, slots, kind=self._policy_backend, obs_length=self._obs_length
-            )
-        mean, stdev = self._frozen_stats()
         seed = self.seed
         result = run_vector(
-            policy,
+            self._batched_policy(venv.num_envs),
             venv,
             values,
             self._slot_settings(),
             first_job=first_index * num_eps,
-            job_seed=lambda sol, ep: derive_seed(seed, STREAM_EVALUATION, eval_round, first_index + sol, ep),
             wave_seed=lambda wave: derive_seed(seed, STREAM_EVALUATION, eval_round, wave, 0, _WAVE_KEY),
             schedule=self._schedule,
-            noise_rng=lambda sol, ep: generator_for(
-                seed, STREAM_EVALUATION, eval_round, first_index + sol, ep, _NOISE_KEY
-            ),
-            obs_mean=mean,
-            obs_stdev=stdev,
-            collect_stats=self._observation_normalization,
-            index_offset=first_index,
+            **self._rollout_streams(first_index, eval_round),
         )
         return EvalResult(result.returns, result.episodes, result.interactions, result.obs_delta)

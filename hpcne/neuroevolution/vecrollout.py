@@ -12,13 +12,16 @@ How an episode starts decides what a job's result depends on (see docs/VECTORIZE
   episode is reset alone (``options={"reset_mask": ...}``) with the seed of its next job, the
   seed GymNE uses for that job. A job's result depends only on its solution and its seed: not
   on the number of sub-environments, not on the layout, and equal to GymNE's.
-- **Waves** (``NEXT_STEP`` or ``SAME_STEP`` autoreset, e.g. CartPole-v1's own vector entry point,
-  which draws every sub-environment's start from one generator): jobs are numbered across the
-  whole population and laid on a fixed grid of waves of ``num_envs`` sub-environments; a wave
-  starts with one ``reset(seed=wave_seed(w))`` and ends when each of its jobs has ended one
-  episode (a sub-environment whose episode has ended idles through its autoresets). A job's
-  start depends on its wave's seed and its position in the wave, both fixed by its number, so
-  results do not depend on the layout either; they do depend on ``num_envs``.
+- **Waves** (``schedule="waves"`` with ``NEXT_STEP`` or ``SAME_STEP`` autoreset, e.g. CartPole-v1's
+  own vector entry point, which draws every sub-environment's start from one generator): jobs are
+  numbered across the whole population and laid on a fixed grid of waves of ``num_envs``
+  sub-environments; a wave starts with one ``reset(seed=wave_seed(w))`` and ends when each of its
+  jobs has ended one episode (a sub-environment whose episode has ended idles through its
+  autoresets). A job's start depends on its wave's seed and its position in the wave, both fixed
+  by its number, so results do not depend on the layout either; they do depend on ``num_envs``.
+- **Refill** (``schedule="refill"``, same envs): one reset per evaluation; a sub-environment takes
+  the next job at its autoreset, starting from the vector env's own random state. No idling, but
+  a job's start depends on the jobs run before it on the same vector env, so on the split.
 
 Observation statistics are accumulated per job in the job's time order and summed in job order,
 as in :mod:`hpcne.neuroevolution.rollout`, so the delta is the same bits as GymNE's for the same
@@ -94,7 +97,7 @@ def run_vector(
     settings: EpisodeSettings,
     *,
     first_job: int,
-    job_seed: Callable[[int, int], int],
+    episode_seed: Callable[[int, int], int],
     wave_seed: Callable[[int], int],
     schedule: str = "waves",
     obs_mean: np.ndarray | None = None,
@@ -108,12 +111,12 @@ def run_vector(
     Args:
         policy: A batched policy with ``venv.num_envs`` slots.
         venv: The vector environment; with ``autoreset_mode`` DISABLED every episode starts with
-            a reset of its sub-environment alone, seeded by ``job_seed``; otherwise ``schedule`` says how.
+            a reset of its sub-environment alone, seeded by ``episode_seed``; otherwise ``schedule`` says how.
         params: ``(num_solutions, solution_length)`` parameter rows.
         settings: Episode options.
         first_job: The population-wide number of the first job (``first solution * num_episodes``),
             which places the jobs on the wave grid.
-        job_seed: ``(solution, episode) -> reset seed`` for per-job resets.
+        episode_seed: ``(solution, episode) -> reset seed`` for per-job resets.
         wave_seed: ``wave -> seed`` of a full reset: of each wave, or with ``"refill"`` the one reset
             of the evaluation (the wave of ``first_job``).
         schedule: For a vector env that autoresets: ``"waves"`` (results independent of the layout)
@@ -189,7 +192,7 @@ def run_vector(
         active[given] = True
         seeds: list[int | None] = [None] * n
         for slot in given.tolist():
-            seeds[slot] = job_seed(*divmod(int(job_of[slot]), num_eps))
+            seeds[slot] = episode_seed(*divmod(int(job_of[slot]), num_eps))
         beat()
         mask = np.zeros(n, bool)
         mask[slots] = True

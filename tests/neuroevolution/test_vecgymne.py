@@ -173,9 +173,14 @@ def test_the_vector_env_follows_its_kind() -> None:
     assert isinstance(sync, gym.vector.SyncVectorEnv) and sync.num_envs == 2
     assert sync.metadata["autoreset_mode"] == gym.vector.AutoresetMode.DISABLED
     problem = VecGymNE("gym::Pendulum-v1", "Linear(obs_length, act_length)")
-    assert problem.per_job_resets and problem.max_num_envs == DEFAULT_NUM_ENVS and problem.env_id == "Pendulum-v1"
+    assert problem.per_job_resets and problem.max_num_envs is None and problem.env_id == "Pendulum-v1"
     problem._evaluate_local(population(problem.solution_length, 3), 0, 0)
     assert problem._venv.num_envs == 3  # per-job resets: no more sub-environments than episodes
+    problem._evaluate_local(population(problem.solution_length, 40), 0, 0)
+    assert problem._venv.num_envs == problem._auto_slots <= 32  # GymNE's automatic choice
+    waves = VecGymNE("CartPole-v1", "Linear(obs_length, act_length)")
+    waves._evaluate_local(population(waves.solution_length, 3), 0, 0)
+    assert waves._venv.num_envs == DEFAULT_NUM_ENVS  # the wave grid's size, whatever the piece
 
 
 @pytest.mark.parametrize(
