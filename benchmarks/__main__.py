@@ -2,7 +2,8 @@
 
 Measures:
 
-    throughput   per-core steps/s of hpcne vs bare env.step (CartPole, Pendulum, HalfCheetah, Humanoid)
+    throughput   per-core steps/s of hpcne vs bare env.step (CartPole, Pendulum, HalfCheetah, Humanoid),
+                 then VecGymNE vs GymNE and the bare vector env (CartPole, HalfCheetah)
     rollout      per-core steps/s vs bare env.step per case or policy backend (its own options: rollout --help)
     parallel     parallel efficiency of each layout and the MPI coordinator's overhead (parallel --help)
     scaling      steps/s, efficiency and time split over 1-4 MPI ranks

@@ -159,10 +159,10 @@ class Bare:
 
 
 class Evolving:
-    """GymNE evaluating one fixed population, serially."""
+    """GymNE (or the ``problem`` given, e.g. a VecGymNE) evaluating one fixed population, serially."""
 
-    def __init__(self, case: Case) -> None:
-        self.problem = GymNE(
+    def __init__(self, case: Case, problem: GymNE | None = None) -> None:
+        self.problem = problem or GymNE(
             case.env_id,
             case.network,
             num_actors=None,

@@ -1,5 +1,7 @@
 """Per-core throughput: steps/s of one worker evaluating a population, against bare ``env.step``, in one run.
 
+The same run then measures VecGymNE against GymNE and the bare vector env loop (:mod:`benchmarks.vectorized`).
+
 Reuses `benchmarks.rollout` (its ``Bare`` random-action loop, its ``Evolving`` serial ``GymNE.evaluate`` of a
 fixed N(0, 1) population, its ``measure`` and ``compare``) on four environments (CartPole, Pendulum,
 HalfCheetah, Humanoid) with the seed documents' MLP. Every population evaluation is sandwiched between two bare
@@ -17,6 +19,7 @@ from typing import Any
 from benchmarks import rollout
 from benchmarks.common import LoadTracker, markdown_table, shown, write_csv
 from benchmarks.tasks import mlp
+from benchmarks.vectorized import vectorized
 
 __all__ = ["GOALS", "throughput"]
 
@@ -103,9 +106,11 @@ def throughput(out: Path, *, repeats: int, chunks: int, quick: bool, hidden: int
         "goal",
         "episode length bare / hpcne",
     ]
+    vector_out = out.with_name(f"{out.stem}-vectorized{out.suffix}")
     return (
         f"One core (one torch/BLAS thread, `num_actors=None`), `{network}`, N(0, 1) parameters, "
         f"{chunks} evaluations per repeat between bare chunks, medians of {repeats} repeats\n\n"
         + markdown_table(headers, table)
-        + f"\n({load.describe()} during the runs; all repeats: {shown(out)})\n"
+        + f"\n({load.describe()} during the runs; all repeats: {shown(out)})\n\n"
+        + vectorized(vector_out, rollout, network, repeats=repeats, chunks=chunks, quick=quick)
     )

@@ -35,6 +35,8 @@ _TRAIN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--workers", {"help": "'max', a number, or 1 for in-process (ignored under MPI)"}),
     ("--backend", {"choices": ["serial", "pool", "mpi"]}),
     ("--rollout-batch-size", {"type": int}),
+    ("--max-num-envs", {"type": int, "help": "sub-environments per worker with --vectorized (default 64)"}),
+    ("--vector-schedule", {"choices": ["waves", "refill"], "help": "with --vectorized (see docs/VECTORIZED.md)"}),
     ("--policy-backend", {"help": "auto, numpy, torch, vmap or loop: how workers batch policy forwards"}),
     ("--device", {"choices": ["cpu", "cuda"], "help": "cuda: each worker's policies on a GPU of its node"}),
     ("--eval-center-every", {"type": int}),
@@ -70,6 +72,8 @@ def _config_from_args(args: argparse.Namespace, base: dict[str, Any], source: st
             values[dest] = _parse_value(value) if dest == "workers" else value
     if getattr(args, "obs_norm", None) is not None:
         values["observation_normalization"] = args.obs_norm
+    if getattr(args, "vectorized", None) is not None:
+        values["vectorized"] = args.vectorized
     options = dict(values.get("algo_options", {}))
     for item in getattr(args, "opt", None) or []:
         key, sep, value = item.partition("=")
@@ -345,6 +349,11 @@ def _parser() -> argparse.ArgumentParser:
         if dest in MUTABLE_KEYS and dest != "run_dir":  # a resume may change only these (see config.py)
             resume.add_argument(flag, **kwargs)
     train.add_argument("--obs-norm", action=argparse.BooleanOptionalAction, help="observation normalization")
+    train.add_argument(
+        "--vectorized",
+        action=argparse.BooleanOptionalAction,
+        help="evaluate on gymnasium vector environments (VecGymNE; see docs/VECTORIZED.md)",
+    )
     train.add_argument("--opt", action="append", metavar="KEY=VALUE", help="an algorithm option (repeatable)")
     report = sub.add_parser("report", help="summary table, learning curves, CSV")
     report.add_argument("run_dirs", nargs="*")

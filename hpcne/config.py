@@ -69,6 +69,9 @@ class RunConfig:
         action_noise_stdev: Gaussian noise on continuous actions during training.
         rollout_batch_size: Environments stepped side by side per worker (None: automatic).
         policy_backend: How workers batch the policy forwards: auto, numpy, torch, vmap or loop (see GymNE).
+        vectorized: Evaluate on gymnasium vector environments with VecGymNE (one VectorEnv per worker).
+        max_num_envs: Sub-environments per worker's VectorEnv when vectorized (None: 64).
+        vector_schedule: ``waves`` or ``refill``: how a vector env that autoresets runs episodes (see VecGymNE).
         device: ``cpu``, or ``cuda``: each worker's policies on a GPU of its node, chosen by node-local
             rank (the CPU where torch sees none).
         algo: Search algorithm: pgpe, snes, xnes, cem, cmaes, ga.
@@ -108,6 +111,9 @@ class RunConfig:
     action_noise_stdev: float | None = None
     rollout_batch_size: int | None = None
     policy_backend: str = "auto"
+    vectorized: bool = False
+    max_num_envs: int | None = None
+    vector_schedule: str = "waves"
     device: str = "cpu"
     algo: str = "pgpe"
     algo_options: dict[str, Any] = field(default_factory=dict)
@@ -152,7 +158,18 @@ class RunConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer; got {value!r}.")
-        for name in ("generations", "max_interactions", "episode_length", "popsize", "rollout_batch_size"):
+        if not isinstance(self.vectorized, bool):
+            raise ConfigError(f"vectorized must be true or false; got {self.vectorized!r}.")
+        if self.vector_schedule not in ("waves", "refill"):
+            raise ConfigError(f"vector_schedule must be waves or refill; got {self.vector_schedule!r}.")
+        for name in (
+            "generations",
+            "max_interactions",
+            "episode_length",
+            "popsize",
+            "rollout_batch_size",
+            "max_num_envs",
+        ):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"{name} must be a positive integer or unset; got {value!r}.")

@@ -21,7 +21,7 @@ from hpcne.hints import did_you_mean
 from hpcne.io.checkpoint import Checkpoint, CheckpointManager
 from hpcne.io.lock import RunDirLock, RunDirLocked
 from hpcne.io.results import RESULT_COLUMNS, RESULTS_FILENAME, ResultsWriter
-from hpcne.neuroevolution import GymNE
+from hpcne.neuroevolution import GymNE, VecGymNE
 from hpcne.parallel import signals
 from hpcne.progress import Progress
 from hpcne.trackers import RunTrackers
@@ -60,10 +60,26 @@ def versions() -> dict[str, str]:
 
 
 def build_problem(config: RunConfig) -> GymNE:
-    """The GymNE problem a config describes."""
+    """The GymNE (or, with ``vectorized``, VecGymNE) problem a config describes."""
+    if config.vectorized:
+        return VecGymNE(
+            config.env,
+            config.network,
+            max_num_envs=config.max_num_envs,
+            schedule=config.vector_schedule,
+            **_problem_options(config),
+        )
     return GymNE(
         config.env,
         config.network,
+        rollout_batch_size=config.rollout_batch_size,
+        **_problem_options(config),
+    )
+
+
+def _problem_options(config: RunConfig) -> dict[str, Any]:
+    """The keyword arguments that GymNE and VecGymNE share."""
+    return dict(
         env_config=config.env_config,
         observation_normalization=config.observation_normalization,
         num_episodes=config.num_episodes,
@@ -75,7 +91,6 @@ def build_problem(config: RunConfig) -> GymNE:
         num_subbatches=config.num_subbatches,
         subbatch_size=config.subbatch_size,
         seed=config.seed,
-        rollout_batch_size=config.rollout_batch_size,
         policy_backend=config.policy_backend,
         num_gpus_per_actor=1 if config.device == "cuda" else None,  # mapped per worker by node-local rank
     )

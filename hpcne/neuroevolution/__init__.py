@@ -1,4 +1,4 @@
-"""Neuroevolution: NEProblem, GymNE and the networks they evolve."""
+"""Neuroevolution: NEProblem, GymNE, VecGymNE and the networks they evolve."""
 
 from __future__ import annotations
 
@@ -6,5 +6,6 @@ from hpcne.neuroevolution import net
 from hpcne.neuroevolution.gymne import GymNE
 from hpcne.neuroevolution.neproblem import NEProblem
 from hpcne.neuroevolution.supervisedne import SupervisedNE
+from hpcne.neuroevolution.vecgymne import VecGymNE
 
-__all__ = ["GymNE", "NEProblem", "SupervisedNE", "net"]
+__all__ = ["GymNE", "NEProblem", "SupervisedNE", "VecGymNE", "net"]

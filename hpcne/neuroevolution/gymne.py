@@ -19,7 +19,7 @@ from torch import nn
 from hpcne.core import STREAM_EVALUATION, EvalResult, Solution
 from hpcne.neuroevolution.neproblem import NEProblem, NetworkSpec
 from hpcne.neuroevolution.net import ActClipLayer, ObsNormLayer, RunningStat, ensure_stateful, is_recurrent
-from hpcne.neuroevolution.policies import POLICY_BACKENDS, ModuleLoop, make_batched_policy
+from hpcne.neuroevolution.policies import POLICY_BACKENDS, BatchedPolicy, ModuleLoop, make_batched_policy
 from hpcne.neuroevolution.quiet import quiet_env_libraries
 from hpcne.neuroevolution.rollout import EpisodeSettings, RolloutResult, run_lockstep
 from hpcne.seeding import derive_seed, generator_for
@@ -226,11 +226,7 @@ class GymNE(NEProblem):
         self._episode_count = 0
         self._local_delta: list[RolloutResult] | None = None
 
-        probe = make_env(env, self._env_config)
-        try:
-            self._obs_space, self._act_space = self._check_spaces(probe)
-        finally:
-            probe.close()
+        self._obs_space, self._act_space = self._probe_spaces()
         self._obs_length = int(np.prod(self._obs_space.shape))
         discrete = isinstance(self._act_space, gym.spaces.Discrete)
         self._act_length = int(self._act_space.n) if discrete else int(np.prod(self._act_space.shape))
@@ -253,9 +249,16 @@ class GymNE(NEProblem):
         self._check_network()
 
     # ------------------------------------------------------------- validation
-    def _check_spaces(self, env: gym.Env) -> tuple[gym.spaces.Box, gym.Space]:
+    def _probe_spaces(self) -> tuple[gym.spaces.Box, gym.Space]:
+        """Create one environment to read and check its observation and action spaces."""
+        probe = make_env(self._env_spec, self._env_config)
+        try:
+            return self._check_spaces(probe.observation_space, probe.action_space)
+        finally:
+            probe.close()
+
+    def _check_spaces(self, obs_space: gym.Space, act_space: gym.Space) -> tuple[gym.spaces.Box, gym.Space]:
         label = _env_label(self._env_spec)
-        obs_space, act_space = env.observation_space, env.action_space
         if not isinstance(obs_space, gym.spaces.Box):
             raise TypeError(
                 f"{label}: GymNE needs a Box observation space; got {obs_space}. "
@@ -386,29 +389,39 @@ class GymNE(NEProblem):
             return self._evaluate_with_modules(values, first_index, eval_round)
         n_jobs = values.shape[0] * self._num_episodes
         slots = min(n_jobs, self._rollout_batch_size or self._measure_auto_slots())
+        envs = self._envs(slots)  # before _slot_settings, which needs their time limit
+        result = run_lockstep(
+            self._batched_policy(slots),
+            envs,
+            values,
+            self._slot_settings(),
+            **self._rollout_streams(first_index, eval_round),
+        )
+        return EvalResult(result.returns, result.episodes, result.interactions, result.obs_delta)
+
+    def _batched_policy(self, slots: int) -> BatchedPolicy:
+        """This process's batched policy with ``slots`` slots (made once per size and device)."""
         policy = self._policy_cache.get(slots)
         if policy is None:
             policy = self._policy_cache[slots] = make_batched_policy(
                 self.network, slots, kind=self._policy_backend, obs_length=self._obs_length
             )
-        envs = self._envs(slots)  # before _slot_settings, which needs their time limit
+        return policy
+
+    def _rollout_streams(self, first_index: int, eval_round: int) -> dict[str, Any]:
+        """The rollout engine's seeds, noise streams and frozen statistics for solutions from ``first_index`` on."""
         mean, stdev = self._frozen_stats()
         seed = self.seed
-        result = run_lockstep(
-            policy,
-            envs,
-            values,
-            self._slot_settings(),
-            episode_seed=lambda sol, ep: derive_seed(seed, STREAM_EVALUATION, eval_round, first_index + sol, ep),
-            noise_rng=lambda sol, ep: generator_for(
+        return {
+            "episode_seed": lambda sol, ep: derive_seed(seed, STREAM_EVALUATION, eval_round, first_index + sol, ep),
+            "noise_rng": lambda sol, ep: generator_for(
                 seed, STREAM_EVALUATION, eval_round, first_index + sol, ep, _NOISE_KEY
             ),
-            obs_mean=mean,
-            obs_stdev=stdev,
-            collect_stats=self._observation_normalization,
-            index_offset=first_index,
-        )
-        return EvalResult(result.returns, result.episodes, result.interactions, result.obs_delta)
+            "obs_mean": mean,
+            "obs_stdev": stdev,
+            "collect_stats": self._observation_normalization,
+            "index_offset": first_index,
+        }
 
     def _evaluate_with_modules(self, values: np.ndarray, first_index: int, eval_round: int) -> EvalResult:
         """The per-solution path for subclasses that override ``_evaluate_network``."""

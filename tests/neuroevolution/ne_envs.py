@@ -124,3 +124,69 @@ GYM_CONFIGS: dict[str, dict[str, Any]] = {  # GymNE settings that exercise the r
         env="CartPole-v1", network="RNN(obs_length, 4) >> Linear(4, act_length)", observation_normalization=True
     ),
 }
+
+
+class CountdownEnv(gym.Env):
+    """Observation ``[t, 1]``; reward ``1 + t`` for step ``t`` (1-based); the episode ends at the first
+    action 1 after step 2, or is truncated at ``horizon``. Seed-independent, so episode lengths
+    depend on the policy alone."""
+
+    def __init__(self, horizon: int = 12) -> None:
+        self.horizon = horizon
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self.t = 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([0.0, 1.0], np.float32), {}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self.t += 1
+        obs = np.array([self.t, 1.0], np.float32)
+        return obs, 1.0 + self.t, bool(action == 1 and self.t > 2), self.t >= self.horizon, {}
+
+
+class CountdownVectorEnv(gym.vector.VectorEnv):
+    """``num_envs`` CountdownEnvs that autoreset by themselves (``NEXT_STEP`` or ``SAME_STEP``).
+
+    A NEXT_STEP reset step returns the reward 1000, so that counting it shows in a return."""
+
+    def __init__(self, num_envs: int = 1, autoreset: str = "NextStep", horizon: int = 12) -> None:
+        self.num_envs = num_envs
+        self.horizon = horizon
+        self.metadata = {"autoreset_mode": gym.vector.AutoresetMode(autoreset)}
+        self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+        self.single_action_space = gym.spaces.Discrete(2)
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+        self.t = np.zeros(num_envs, np.int64)
+        self.done = np.zeros(num_envs, bool)
+
+    def _obs(self) -> np.ndarray:
+        return np.stack([self.t, np.ones(self.num_envs)], axis=1).astype(np.float32)
+
+    def reset(self, *, seed: Any = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        self.t[:] = 0
+        self.done[:] = False
+        return self._obs(), {}
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        assert actions.shape == (self.num_envs,), actions
+        resetting = self.done.copy()
+        self.t += 1
+        terminated = (np.asarray(actions) == 1) & (self.t > 2)
+        truncated = self.t >= self.horizon
+        reward = 1.0 + self.t.astype(np.float64)
+        info: dict[str, Any] = {}
+        if self.metadata["autoreset_mode"] == gym.vector.AutoresetMode.NEXT_STEP:
+            self.t[resetting] = 0
+            reward[resetting] = 1000.0
+            terminated[resetting] = truncated[resetting] = False
+            self.done = terminated | truncated
+            return self._obs(), reward, terminated, truncated, info
+        done = terminated | truncated  # SAME_STEP: the final observation goes into info
+        info = {"final_obs": np.array(list(self._obs()), dtype=object), "_final_obs": done}
+        self.t[done] = 0
+        return self._obs(), reward, terminated, truncated, info

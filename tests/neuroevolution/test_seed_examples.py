@@ -71,3 +71,11 @@ def test_gymne_cartpole() -> None:
     problem, searcher = load("gymne_cartpole").main(generations=3, popsize=10, num_actors=None)
     assert searcher.status["iter"] == 3
     assert problem.episode_count >= 30 and problem.get_observation_stats().count > problem.interaction_count
+
+
+def test_vecgymne_cartpole_solves_cartpole() -> None:
+    """The example's settings reach 475 within a few generations (9 with its seed)."""
+    needs_searchers()
+    problem, searcher, score = load("vecgymne_cartpole").main(generations=30)
+    assert score >= 475, f"the centre scored {score} after {searcher.status['iter']} generations"
+    assert problem.episode_count == 50 * searcher.status["iter"]
