@@ -290,7 +290,8 @@ class Trainer:
                 score = row["pop_best_eval"]
                 judged = f"the population's best mean return over {_episodes(cfg.num_episodes)}"
             if score >= cfg.target_reward:
-                return f"reached the target reward {cfg.target_reward}: {judged} was {score:.2f}"
+                reached = f"reached the target reward {cfg.target_reward} at generation {self.generation}"
+                return f"{reached}: {judged} was {score:.2f}"
         return None
 
     def _checkpoint(self, elapsed: float) -> None:
@@ -322,7 +323,7 @@ class Trainer:
         which = "center" if status.get("center") is not None else "best solution"
         newest = next(reversed(self.checkpoints.list()), None)
         self._say(
-            f"hpcne: done after generation {self.generation} ({reason}).\n"
+            f"hpcne: done ({reason}).\n"
             f"hpcne: best solution's training eval {status.get('best_eval', math.nan):.2f} "
             f"(mean return over {_episodes(self.config.num_episodes)}), "
             f"{self.problem.interaction_count:,} interactions, {self.problem.episode_count:,} episodes.\n"

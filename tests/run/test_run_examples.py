@@ -37,3 +37,16 @@ def test_example_trains_for_two_generations(in_process, tmp_path: Path, example:
     assert status == 0, out + err
     assert "done (reached 2 generations)" in out or "reached the target reward" in out, out
     assert read_results(run_dir)["generation"].tolist()[-1] <= 2
+
+
+def test_the_training_guide_quotes_the_examples_as_they_are() -> None:
+    """Every ```toml block of docs/TRAINING.md that starts with ``# examples/NAME`` is that file, verbatim."""
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "docs" / "TRAINING.md").read_text()
+    blocks = [block.split("```", 1)[0] for block in text.split("```toml\n")[1:]]
+    quoted = {
+        block.split("\n", 1)[0][2:]: block.split("\n", 1)[1] for block in blocks if block.startswith("# examples/")
+    }
+    assert "examples/cartpole-pgpe.toml" in quoted
+    for name, block in quoted.items():
+        assert block == (root / name).read_text(), f"docs/TRAINING.md quotes {name} differently from the file"
