@@ -250,7 +250,8 @@ class Trainer:
         }
 
     def center_eval(self, center: torch.Tensor) -> float:
-        """Score the center policy here, without touching training's seeds, counters or statistics."""
+        """Score the center policy (or another solution) here, over ``center_episodes``, without touching
+        training's seeds, counters or statistics."""
         problem = self.problem
         saved = problem._num_episodes
         problem._num_episodes = self.config.center_episodes
@@ -289,6 +290,10 @@ class Trainer:
             else:
                 score = row["pop_best_eval"]
                 judged = f"the population's best mean return over {_episodes(cfg.num_episodes)}"
+                if score >= cfg.target_reward and cfg.center_episodes > cfg.num_episodes:
+                    # A single lucky episode is no proof: score that solution again as a center is scored.
+                    score = self.center_eval(self.searcher.status["pop_best"].values)
+                    judged = f"the population best's mean return over {cfg.center_episodes} more episodes"
             if score >= cfg.target_reward:
                 reached = f"reached the target reward {cfg.target_reward} at generation {self.generation}"
                 return f"{reached}: {judged} was {score:.2f}"
