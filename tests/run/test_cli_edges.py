@@ -67,7 +67,7 @@ def test_a_missing_run_directory_is_named_as_missing(in_process, tmp_path: Path)
         assert not (tmp_path / "nope").exists()
 
 
-def test_an_output_in_a_missing_folder_is_refused_before_reading(in_process, baseline: Path, tmp_path: Path) -> None:
+def test_an_output_in_a_missing_folder_is_refused_before_reading(in_process, tmp_path: Path) -> None:
     for flag in ("--plot", "--csv"):
         target = tmp_path / "nodir" / "x.png"
         status, _out, err = in_process(["report", tmp_path / "not-a-run", flag, target])  # the run is not read
