@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from typing import Any, TextIO
 
 from hpcne.config import RunConfig
 
-__all__ = ["Progress", "format_duration"]
+__all__ = ["ETA_WINDOW", "Progress", "format_duration"]
+
+ETA_WINDOW = 10
+"""Generations whose pace the time left is estimated from."""
 
 
 def format_duration(seconds: float) -> str:
@@ -28,14 +32,14 @@ class Progress:
 
     The center's evaluation is shown with the generation it was made at when it is not made every
     generation (``eval_center_every``), and left out for searchers without a center (GA). The time
-    left is the sooner of the generation limit and the interaction budget at the rate since this
-    process started training.
+    left is the sooner of the generation limit and the interaction budget, at the pace of the last
+    `ETA_WINDOW` generations (generations grow longer as the policies learn to survive).
     """
 
     def __init__(self, out: TextIO, config: RunConfig, start: int, interactions: int, *, has_center: bool) -> None:
         self._out, self._config = out, config
         self._has_center = has_center and config.eval_center_every > 0
-        self._start = (time.monotonic(), start, interactions)
+        self._recent: deque[tuple[float, int, int]] = deque([(time.monotonic(), start, interactions)], ETA_WINDOW + 1)
         self._last = (time.monotonic(), interactions)
         self._center: tuple[int, float] | None = None
         self._bar: Any = None
@@ -81,7 +85,8 @@ class Progress:
         return "  ".join(parts)
 
     def _eta(self, row: dict[str, Any], now: float) -> float:
-        t0, generation0, interactions0 = self._start
+        self._recent.append((now, row["generation"], row["interaction_count"]))
+        t0, generation0, interactions0 = self._recent[0]
         elapsed, done = now - t0, row["generation"] - generation0
         left = [math.inf]
         if self._config.generations is not None and done > 0:

@@ -223,11 +223,14 @@ class _Wandb(_Tracker):
             artifact.add_file(str(best_file))
             self._run.log_artifact(artifact)
         folder = self._run.settings.sync_dir
-        self._run.finish()
+        self.close(exit_code=0)
         return f"hpcne: W&B (offline): `wandb sync {folder}` uploads it"
 
-    def close(self) -> None:
-        self._run.finish(exit_code=1)
+    def close(self, exit_code: int = 1) -> None:
+        import wandb
+
+        self._run.finish(exit_code=exit_code)
+        wandb.teardown()  # W&B's service writes the run file after finish(); this waits until it is complete
 
 
 def _flat_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

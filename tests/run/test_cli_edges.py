@@ -67,7 +67,7 @@ def test_a_missing_run_directory_is_named_as_missing(in_process, tmp_path: Path)
         assert not (tmp_path / "nope").exists()
 
 
-def test_an_output_in_a_missing_folder_is_refused_before_reading(in_process, baseline: Path, tmp_path: Path) -> None:
+def test_an_output_in_a_missing_folder_is_refused_before_reading(in_process, tmp_path: Path) -> None:
     for flag in ("--plot", "--csv"):
         target = tmp_path / "nodir" / "x.png"
         status, _out, err = in_process(["report", tmp_path / "not-a-run", flag, target])  # the run is not read
@@ -111,15 +111,18 @@ def test_the_final_lines_say_how_the_target_was_judged_and_where_everything_went
     run_dir = tmp_path / "run"
     status, out, err = in_process(["train", *SHORT, "--target-reward", "5", "--generations", "9", "--run-dir", run_dir])
     assert status == 0, out + err
-    judged = r"reached the target reward 5.0: the center's mean return over 5 episodes was ([\d.]+)"
-    found = re.search(rf"done after generation 1 \({judged}\)", out)
+    judged = r"reached the target reward 5.0 at generation 1: the center's mean return over 5 episodes was ([\d.]+)"
+    found = re.search(rf"hpcne: done \({judged}\)\.", out)
     assert found and float(found.group(1)) >= 5, out
     went = f"results (log and best solution) in {run_dir / 'results.h5'}; checkpoints in {run_dir / 'checkpoints'}"
     assert f"{went} (newest ckpt-00000001.h5)" in out, out
     ga = ["--algo", "ga", *SHORT, "--target-reward", "5"]
     status, out, err = in_process(["train", *ga, "--run-dir", tmp_path / "g"])
     assert status == 0, out + err
-    assert "(reached the target reward 5.0: the population's best mean return over 1 episode was" in out, out
+    assert (
+        "(reached the target reward 5.0 at generation 1: the population best's mean return over 5 more episodes was"
+        in out
+    )
 
 
 def _progress_lines(out: str) -> list[str]:

@@ -202,11 +202,13 @@ def test_evotorch_style_loggers_write_the_scalar_status(tmp_path: Path, monkeypa
     client = mlflow_client(tmp_path)
     run = client.create_run(client.create_experiment("loggers"))
     MlflowLogger(searcher, client, run)
-    WandbLogger(searcher, mode="offline", dir=str(tmp_path), group="train", settings=wandb.Settings(silent=True))
+    quiet = wandb.Settings(silent=True, console="off", x_disable_stats=True)
+    WandbLogger(searcher, mode="offline", dir=str(tmp_path), project="loggers", group="train", settings=quiet)
     best = []
     searcher.log_hook.append(lambda status: best.append(status["best_eval"]))
     searcher.run(4)
     wandb.finish()
+    wandb.teardown()  # W&B's service writes the run file after finish(); teardown waits until it is complete
     assert [step for step, _ in tensorboard_scalars(tmp_path / "tb")["best_eval"]] == [2, 4]
     history = client.get_metric_history(run.info.run_id, "best_eval")
     assert [(m.step, m.value) for m in history] == [(i + 1, pytest.approx(v)) for i, v in enumerate(best)]
