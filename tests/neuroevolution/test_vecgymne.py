@@ -3,6 +3,7 @@ validation, failures."""
 
 from __future__ import annotations
 
+import os
 from itertools import pairwise
 from typing import Any
 
@@ -16,6 +17,7 @@ from ne_envs import GYM_CONFIGS as CONFIGS
 from hpcne.algorithms import PGPE
 from hpcne.neuroevolution import GymNE, VecGymNE
 from hpcne.neuroevolution.vecgymne import DEFAULT_NUM_ENVS, make_vector_env
+from hpcne.parallel import WorkerError
 
 
 def population(length: int, n: int, seed: int = 0) -> np.ndarray:
@@ -217,6 +219,28 @@ def test_run_and_to_policy_use_the_scalar_environment() -> None:
     vector_only = VecGymNE(CountdownVectorEnv, "Linear(obs_length, act_length)")
     with pytest.raises(TypeError, match="makes vector environments only"):
         vector_only.run(torch.zeros(vector_only.solution_length))
+
+
+class WorkerFails(gym.Wrapper):
+    """CartPole whose step raises outside the process named by ``PARENT_PID``: in pool workers."""
+
+    def __init__(self) -> None:
+        super().__init__(gym.make("CartPole-v1"))
+
+    def step(self, action: Any) -> Any:
+        if os.getpid() != int(os.environ["PARENT_PID"]):
+            raise OSError("the simulator lost its connection (raised on purpose)")
+        return self.env.step(action)
+
+
+def test_an_env_error_in_a_pool_worker_is_raised_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARENT_PID", str(os.getpid()))
+    problem = VecGymNE(WorkerFails, "Linear(obs_length, act_length)", num_actors=2, seed=1)
+    try:
+        with pytest.raises(WorkerError, match=r"pool worker \d on host \S+ failed(.|\n)*simulator lost its connection"):
+            problem.evaluate_values(np.zeros((6, problem.solution_length), np.float32))
+    finally:
+        problem.kill_actors()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
