@@ -250,19 +250,22 @@ def run_vector(
                     out[s] += noise[s].normal(0.0, settings.action_noise_stdev, out.shape[1])  # type: ignore[union-attr]
             obs, reward, terminated, truncated, info = venv.step(_actions(out, settings))
             t += active
-            r = np.asarray(reward, np.float64) - dec
+            r = np.asarray(reward, np.float64)
+            if dec:
+                r = r - dec
             if bonus is not None:
-                r += bonus(t)
+                r = r + bonus(t)
             np.add(ret, r, out=ret, where=active)
             interactions += len(busy_list)
             finished = np.logical_or(terminated, truncated)
-            done = finished | (t >= limit) if limit is not None else finished.copy()
-            done &= active
-            changed = pending.any()
-            active |= pending  # their autoreset step is over: the observation is their first
-            pending[:] = False
-            if done.any():
+            done = (finished | (t >= limit) if limit is not None else finished) & active
+            any_done = done.any()
+            changed = any_done
+            if refilling and pending.any():  # their autoreset step is over: the observation is their first
+                active |= pending
+                pending[:] = False
                 changed = True
+            if any_done:
                 ended = np.flatnonzero(done)
                 episode_returns[job_of[ended]] = ret[ended]
                 if stats is not None:
@@ -271,7 +274,7 @@ def run_vector(
                 active[ended] = False
                 job_of[ended] = -1
             if per_job:
-                if finished.any() or done.any():  # idle ones that ended an episode are reset too
+                if any_done or finished.any():  # idle ones that ended an episode are reset too
                     if next_job >= num_jobs and not active.any():
                         break
                     obs = reset_alone(np.flatnonzero(done | finished))
@@ -289,7 +292,7 @@ def run_vector(
                         break
                     obs = start_refill()
                     changed = True
-            elif not active.any():
+            elif any_done and not active.any():
                 if wave >= last_wave:
                     break
                 obs = start_wave()
