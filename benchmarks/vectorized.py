@@ -84,7 +84,8 @@ def vectorized(out: Path, rollout: ModuleType, network: str, *, repeats: int, ch
     load = LoadTracker()
     measured = []
     for env_id, n, popsize, length, bare_steps, population, schedule in VECTOR_CASES:
-        case = rollout.Case(env_id, network, popsize, length, None, bare_steps // scale)
+        n = n and max(n // scale, 2)
+        case = rollout.Case(env_id, network, max(popsize // scale, 2), length, None, bare_steps // scale)
         vec = rollout.Evolving(
             case, VecGymNE(env_id, network, max_num_envs=n, seed=0, episode_length=length, schedule=schedule)
         )
