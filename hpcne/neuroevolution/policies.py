@@ -310,7 +310,7 @@ class TorchMLP:
                 self._linears.append((weight, b, out_f, in_f, offset))
             else:
                 self._steps.append(spec)
-        self._copy_input = plan[0][0] != "linear" and self.device.type == "cpu"  # never change the caller's array
+        self._copy_input = plan[0][0] != "linear"  # a leading activation must not change the caller's array
 
     @classmethod
     def plan_for(cls, net: nn.Module) -> list[tuple[str, Any]] | None:
@@ -334,8 +334,15 @@ class TorchMLP:
 
     def __call__(self, obs: np.ndarray, rows: Sequence[int] | None = None) -> np.ndarray:
         """Apply all slots' networks to their rows of ``obs`` (``rows`` is not needed: all are computed)."""
-        x = torch.from_numpy(obs).to(self.device)
-        if self._copy_input:
+        return _to_numpy(self.forward_tensor(torch.from_numpy(obs)))
+
+    def forward_tensor(self, obs: torch.Tensor) -> torch.Tensor:
+        """:meth:`__call__` on a ``(slots, obs_length)`` float32 tensor; the result stays on the device.
+
+        The result is a buffer that the next call overwrites.
+        """
+        x = obs.to(self.device)
+        if self._copy_input and x.data_ptr() == obs.data_ptr():
             x = x.clone()
         h = x.unsqueeze(2)
         with torch.no_grad():
@@ -349,7 +356,7 @@ class TorchMLP:
                     h = buffer
                 else:
                     h = step(h)
-        return _to_numpy(h.squeeze(2))
+        return h.squeeze(2)
 
 
 def _input_length(net: nn.Module) -> int | None:
@@ -453,12 +460,15 @@ class VmapPolicy:
 
     def __call__(self, obs: np.ndarray, rows: Sequence[int] | None = None) -> np.ndarray:
         """Apply all slots' networks to their rows of ``obs`` (``rows`` is not needed: all are computed)."""
-        x = torch.from_numpy(obs).to(self._device)
+        return _to_numpy(self.forward_tensor(torch.from_numpy(obs)))
+
+    def forward_tensor(self, obs: torch.Tensor) -> torch.Tensor:
+        """:meth:`__call__` on a ``(slots, obs_length)`` float32 tensor; the result stays on the device."""
         with torch.no_grad():
-            out, states = self._batched(self._params, self._states, x)
+            out, states = self._batched(self._params, self._states, obs.to(self._device))
         if self._states:
             self._states = states
-        return _to_numpy(out)
+        return out
 
 
 def _tensor_attributes(net: nn.Module) -> dict[str, object]:
