@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         help_text = f"default {default}; among {', '.join(known)}"
         command.add_argument("--tasks", type=_tasks(known), default=None, help=help_text)
 
-    command = add("throughput", "per-core steps/s vs bare env.step (2-3 min)")
+    command = add("throughput", "per-core steps/s vs bare env.step, then VecGymNE (8-9 min)")
     command.add_argument("--repeats", type=int, default=3)
     command.add_argument("--chunks", type=int, default=3, help="evaluations per repeat, each between bare chunks")
 

@@ -112,5 +112,5 @@ def throughput(out: Path, *, repeats: int, chunks: int, quick: bool, hidden: int
         f"{chunks} evaluations per repeat between bare chunks, medians of {repeats} repeats\n\n"
         + markdown_table(headers, table)
         + f"\n({load.describe()} during the runs; all repeats: {shown(out)})\n\n"
-        + vectorized(vector_out, rollout, network, repeats=repeats, chunks=chunks, quick=quick)
+        + vectorized(vector_out, network, repeats=repeats, chunks=chunks, quick=quick)
     )

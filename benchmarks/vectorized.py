@@ -11,9 +11,9 @@ from __future__ import annotations
 import statistics
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+from benchmarks import rollout
 from benchmarks.common import LoadTracker, markdown_table, shown, write_csv
 
 __all__ = ["VECTOR_CASES", "vectorized"]
@@ -76,7 +76,7 @@ class BareVector:
         tally.add(calls * env.num_envs, episodes, time.perf_counter() - wall, time.process_time() - cpu)
 
 
-def vectorized(out: Path, rollout: ModuleType, network: str, *, repeats: int, chunks: int, quick: bool) -> str:
+def vectorized(out: Path, network: str, *, repeats: int, chunks: int, quick: bool) -> str:
     """Measure every case of :data:`VECTOR_CASES`; write the CSV and return the Markdown table."""
     from hpcne.neuroevolution import VecGymNE
 
@@ -84,7 +84,8 @@ def vectorized(out: Path, rollout: ModuleType, network: str, *, repeats: int, ch
     load = LoadTracker()
     measured = []
     for env_id, n, popsize, length, bare_steps, population, schedule in VECTOR_CASES:
-        case = rollout.Case(env_id, network, popsize, length, None, bare_steps // scale)
+        n = n and max(n // scale, 2)
+        case = rollout.Case(env_id, network, max(popsize // scale, 2), length, None, bare_steps // scale)
         vec = rollout.Evolving(
             case, VecGymNE(env_id, network, max_num_envs=n, seed=0, episode_length=length, schedule=schedule)
         )

@@ -35,7 +35,7 @@ _TRAIN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--workers", {"help": "'max', a number, or 1 for in-process (ignored under MPI)"}),
     ("--backend", {"choices": ["serial", "pool", "mpi"]}),
     ("--rollout-batch-size", {"type": int}),
-    ("--max-num-envs", {"type": int, "help": "sub-environments per worker with --vectorized (default 64)"}),
+    ("--max-num-envs", {"type": int, "help": "sub-environments per worker with --vectorized (default: automatic)"}),
     ("--vector-schedule", {"choices": ["waves", "refill"], "help": "with --vectorized (see docs/VECTORIZED.md)"}),
     ("--policy-backend", {"help": "auto, numpy, torch, vmap or loop: how workers batch policy forwards"}),
     ("--device", {"choices": ["cpu", "cuda"], "help": "cuda: each worker's policies on a GPU of its node"}),

@@ -70,7 +70,7 @@ class RunConfig:
         rollout_batch_size: Environments stepped side by side per worker (None: automatic).
         policy_backend: How workers batch the policy forwards: auto, numpy, torch, vmap or loop (see GymNE).
         vectorized: Evaluate on gymnasium vector environments with VecGymNE (one VectorEnv per worker).
-        max_num_envs: Sub-environments per worker's VectorEnv when vectorized (None: 64).
+        max_num_envs: Sub-environments per worker's VectorEnv when vectorized (None: automatic; see VecGymNE).
         vector_schedule: ``waves`` or ``refill``: how a vector env that autoresets runs episodes (see VecGymNE).
         device: ``cpu``, or ``cuda``: each worker's policies on a GPU of its node, chosen by node-local
             rank (the CPU where torch sees none).

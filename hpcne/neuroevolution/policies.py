@@ -148,6 +148,54 @@ def _mlp_layers(net: nn.Module) -> list[tuple[str, Any]] | None:
     return layers
 
 
+SMALL_FAN_IN = 8  # NumpyMLP: a Linear layer with at most this many inputs is computed column by column
+
+
+class _Columns:
+    """A Linear layer with few inputs (``in_f <= SMALL_FAN_IN``, e.g. the first layer on CartPole's 4
+    observations): ``out = w[0] * x[0] + w[1] * x[1] + ...`` in float32, in that order, with
+    element-wise numpy operations over all slots.
+
+    A stacked ``matmul`` makes one tiny BLAS call per slot (~130 ns each, most of a 512-slot step
+    on CartPole); this is ``2 in_f - 1`` calls in all. The row path does the same operations, so a
+    row is the same bits whatever the number of slots.
+    """
+
+    def __init__(self, slots: int, out_f: int, in_f: int, bias: bool) -> None:
+        self.cols = np.zeros((in_f, slots, out_f), np.float32)  # cols[k, slot] = weight[:, k]
+        self.bias = np.zeros((slots, out_f), np.float32) if bias else None
+        self.out = np.zeros((slots, out_f), np.float32)
+        self._tmp = np.zeros((slots, out_f), np.float32)
+
+    def load(self, slot: int, weight: np.ndarray, bias: np.ndarray | None) -> None:
+        """Put one slot's ``(out, in)`` weight and its bias."""
+        self.cols[:, slot] = weight.T
+        if self.bias is not None:
+            self.bias[slot] = bias
+
+    def __call__(self, h: np.ndarray) -> np.ndarray:
+        """All rows of ``h`` ``(slots, in)``."""
+        out, tmp, cols = self.out, self._tmp, self.cols
+        np.multiply(cols[0], h[:, 0:1], out=out)
+        for k in range(1, len(cols)):
+            np.multiply(cols[k], h[:, k : k + 1], out=tmp)
+            np.add(out, tmp, out=out)
+        if self.bias is not None:
+            np.add(out, self.bias, out=out)
+        return out
+
+    def row(self, h: np.ndarray, r: int) -> np.ndarray:
+        """Row ``r`` of the output for that row's input ``h`` ``(in,)``, with :meth:`__call__`'s operations."""
+        out, tmp, cols = self.out[r], self._tmp[r], self.cols
+        np.multiply(cols[0, r], h[0], out=out)
+        for k in range(1, len(cols)):
+            np.multiply(cols[k, r], h[k], out=tmp)
+            np.add(out, tmp, out=out)
+        if self.bias is not None:
+            np.add(out, self.bias[r], out=out)
+        return out
+
+
 class NumpyMLP:
     """A stack of Linear layers and element-wise activations, evaluated with numpy.
 
@@ -155,19 +203,26 @@ class NumpyMLP:
     array is that buffer and is overwritten by the next call. Each slot's matrix-vector product
     is one BLAS ``gemv`` whether it is computed in a stacked ``matmul`` (many busy rows) or by
     ``dot`` (few busy rows, or one slot), so a solution's outputs are the same bits either way
-    (tests/neuroevolution/test_batched_policies.py checks this).
+    (tests/neuroevolution/test_batched_policies.py checks this). Layers with at most
+    :data:`SMALL_FAN_IN` inputs are :class:`_Columns` instead (element-wise, the same bits too).
     """
 
     def __init__(self, plan: list[tuple[str, object]], slots: int) -> None:
         self.slots = slots
         self._plan = plan  # ("linear", (out, in, bias, offset)) or ("act", fn)
-        self._weights: list[np.ndarray] = []
+        self._weights: list[np.ndarray | _Columns] = []
         self._biases: list[np.ndarray | None] = []
-        self._steps: list[tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray] | Callable] = []
+        self._steps: list[tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray] | _Columns | Callable] = []
         self._copy_input = plan[0][0] != "linear"  # a leading activation must not work on the caller's array
         for kind, spec in plan:
             if kind == "linear":
                 out_f, in_f, bias, _ = spec  # type: ignore[misc]
+                if in_f <= SMALL_FAN_IN:
+                    columns = _Columns(slots, out_f, in_f, bias)
+                    self._weights.append(columns)
+                    self._biases.append(None)
+                    self._steps.append(columns)
+                    continue
                 weight = np.zeros((slots, out_f, in_f), np.float32)
                 b = np.zeros((slots, out_f), np.float32) if bias else None
                 buffer = np.zeros((slots, out_f, 1), np.float32)
@@ -176,7 +231,8 @@ class NumpyMLP:
                 self._steps.append((weight, b, buffer, buffer[:, :, 0]))
             else:
                 self._steps.append(spec)  # type: ignore[arg-type]
-        self._out = next(step[3] for step in reversed(self._steps) if isinstance(step, tuple))
+        last = next(step for step in reversed(self._steps) if isinstance(step, (tuple, _Columns)))
+        self._out = last.out if isinstance(last, _Columns) else last[3]
         self._few_rows = max(1, slots // 8)  # up to this many busy rows: row by row
 
     @classmethod
@@ -195,10 +251,18 @@ class NumpyMLP:
                 continue
             out_f, in_f, _bias, offset = spec  # type: ignore[misc]
             n_w = out_f * in_f
-            self._weights[layer][slot] = params[offset : offset + n_w].reshape(out_f, in_f)
-            b = self._biases[layer]
-            if b is not None:
-                b[slot] = params[offset + n_w : offset + n_w + out_f]
+            weight, bias = (
+                params[offset : offset + n_w].reshape(out_f, in_f),
+                params[offset + n_w : offset + n_w + out_f],
+            )
+            target = self._weights[layer]
+            if isinstance(target, _Columns):
+                target.load(slot, weight, bias)
+            else:
+                target[slot] = weight
+                b = self._biases[layer]
+                if b is not None:
+                    b[slot] = bias
             layer += 1
 
     def reset(self, slot: int) -> None:
@@ -207,12 +271,17 @@ class NumpyMLP:
     def __call__(self, obs: np.ndarray, rows: Sequence[int] | None = None) -> np.ndarray:
         """Apply the slots' networks to their rows of ``obs`` (only ``rows``, when given)."""
         if self.slots == 1 or (rows is not None and len(rows) <= self._few_rows):
+            first = 0
+            if self.slots > 1 and isinstance(self._steps[0], _Columns):
+                obs, first = self._steps[0](obs), 1  # all rows at once: cheaper than a few rows column by column
             for r in range(self.slots) if rows is None else rows:
-                self._row(obs, r)
+                self._row(obs, r, first)
             return self._out
         h = obs.copy() if self._copy_input else obs
         for step in self._steps:
-            if isinstance(step, tuple):
+            if isinstance(step, _Columns):
+                h = step(h)
+            elif isinstance(step, tuple):
                 weight, bias, buffer, result = step
                 np.matmul(weight, h[:, :, None], out=buffer)
                 if bias is not None:
@@ -222,11 +291,13 @@ class NumpyMLP:
                 h = step(h)
         return h
 
-    def _row(self, obs: np.ndarray, r: int) -> None:
-        """Compute row ``r`` of the output with one ``dot`` per layer."""
-        h = obs[r].copy() if self._copy_input else obs[r]
-        for step in self._steps:
-            if isinstance(step, tuple):
+    def _row(self, obs: np.ndarray, r: int, first: int = 0) -> None:
+        """Compute row ``r`` of the output with one ``dot`` per layer, from the input of step ``first``."""
+        h = obs[r].copy() if self._copy_input and first == 0 else obs[r]
+        for step in self._steps[first:]:
+            if isinstance(step, _Columns):
+                h = step.row(h, r)
+            elif isinstance(step, tuple):
                 weight, bias, _, result = step
                 row = result[r]
                 np.dot(weight[r], h, out=row)
@@ -311,7 +382,7 @@ class TorchMLP:
                 self._linears.append((weight, b, out_f, in_f, offset))
             else:
                 self._steps.append(spec)
-        self._copy_input = plan[0][0] != "linear" and self.device.type == "cpu"  # never change the caller's array
+        self._copy_input = plan[0][0] != "linear"  # a leading activation must not change the caller's array
 
     @classmethod
     def plan_for(cls, net: nn.Module) -> list[tuple[str, Any]] | None:
@@ -335,8 +406,15 @@ class TorchMLP:
 
     def __call__(self, obs: np.ndarray, rows: Sequence[int] | None = None) -> np.ndarray:
         """Apply all slots' networks to their rows of ``obs`` (``rows`` is not needed: all are computed)."""
-        x = torch.from_numpy(obs).to(self.device)
-        if self._copy_input:
+        return _to_numpy(self.forward_tensor(torch.from_numpy(obs)))
+
+    def forward_tensor(self, obs: torch.Tensor) -> torch.Tensor:
+        """:meth:`__call__` on a ``(slots, obs_length)`` float32 tensor; the result stays on the device.
+
+        The result is a buffer that the next call overwrites.
+        """
+        x = obs.to(self.device)
+        if self._copy_input and x.data_ptr() == obs.data_ptr():
             x = x.clone()
         h = x.unsqueeze(2)
         with torch.no_grad():
@@ -350,7 +428,7 @@ class TorchMLP:
                     h = buffer
                 else:
                     h = step(h)
-        return _to_numpy(h.squeeze(2))
+        return h.squeeze(2)
 
 
 def _input_length(net: nn.Module) -> int | None:
@@ -455,12 +533,15 @@ class VmapPolicy:
 
     def __call__(self, obs: np.ndarray, rows: Sequence[int] | None = None) -> np.ndarray:
         """Apply all slots' networks to their rows of ``obs`` (``rows`` is not needed: all are computed)."""
-        x = torch.from_numpy(obs).to(self._device)
+        return _to_numpy(self.forward_tensor(torch.from_numpy(obs)))
+
+    def forward_tensor(self, obs: torch.Tensor) -> torch.Tensor:
+        """:meth:`__call__` on a ``(slots, obs_length)`` float32 tensor; the result stays on the device."""
         with torch.no_grad():
-            out, states = self._batched(self._params, self._states, x)
+            out, states = self._batched(self._params, self._states, obs.to(self._device))
         if self._states:
             self._states = states
-        return _to_numpy(out)
+        return out
 
 
 def _tensor_attributes(net: nn.Module) -> dict[str, object]:

@@ -26,6 +26,13 @@ How an episode starts decides what a job's result depends on (see docs/VECTORIZE
 Observation statistics are accumulated per job in the job's time order and summed in job order,
 as in :mod:`hpcne.neuroevolution.rollout`, so the delta is the same bits as GymNE's for the same
 observations.
+
+A vector env whose observations are torch tensors (a torch-native env, on a GPU or not) keeps the
+piece on its device: normalization, the policy call (the ``torch`` and ``vmap`` backends'
+``forward_tensor``), the actions and the observation statistics are torch operations there. Only
+the rewards and done flags (``num_envs`` numbers each) come to the host per step, for the
+accounting and for deciding which sub-environments start their next job. The operations are the
+numpy path's, element for element, so the results are the same bits for the same observations.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium.vector import AutoresetMode
 
 from hpcne.core import annotate_solution
@@ -53,23 +61,79 @@ def autoreset_mode(venv: gym.vector.VectorEnv) -> AutoresetMode:
 
 
 class _JobStats:
-    """Observation sums per job (count, sum, sum of squares), added in each job's time order."""
+    """Observation sums per job (count, sum, sum of squares), added in each job's time order.
 
-    def __init__(self, num_jobs: int, obs_len: int) -> None:
+    The sums live where the observations do: numpy arrays, or float64 tensors on their device.
+    """
+
+    def __init__(self, num_jobs: int, obs_len: int, device: torch.device | None = None) -> None:
         self.count = np.zeros(num_jobs, np.int64)
-        self.sum = np.zeros((num_jobs, obs_len))
-        self.sumsq = np.zeros((num_jobs, obs_len))
+        self.device = device
+        if device is None:
+            self.sum: Any = np.zeros((num_jobs, obs_len))
+            self.sumsq: Any = np.zeros((num_jobs, obs_len))
+        else:
+            self.sum = torch.zeros((num_jobs, obs_len), dtype=torch.float64, device=device)
+            self.sumsq = torch.zeros_like(self.sum)
 
-    def add(self, jobs: np.ndarray, obs: np.ndarray) -> None:
+    def add(self, jobs: np.ndarray, obs: Any) -> None:
         """Add one observation row per job (no job twice)."""
-        obs = obs.astype(np.float64)
         self.count[jobs] += 1
+        if self.device is None:
+            obs = obs.astype(np.float64)
+        else:
+            obs = obs.to(self.device, torch.float64)
+            jobs = torch.from_numpy(jobs).to(self.device)  # type: ignore[assignment]
         self.sum[jobs] += obs
         self.sumsq[jobs] += obs * obs
 
     def packed(self) -> np.ndarray:
-        """The packed RunningStat delta ``[count, sum..., sumsq...]``."""
-        return np.concatenate([[self.count.sum()], self.sum.sum(axis=0), self.sumsq.sum(axis=0)])
+        """The packed RunningStat delta ``[count, sum..., sumsq...]`` (summed over jobs by numpy, as GymNE does)."""
+        total, squares = (a if self.device is None else a.cpu().numpy() for a in (self.sum, self.sumsq))
+        return np.concatenate([[self.count.sum()], total.sum(axis=0), squares.sum(axis=0)])
+
+
+def _host(x: Any) -> np.ndarray:
+    """A numpy array of a vector env's rewards or done flags (one device-to-host copy for a tensor)."""
+    return x.cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+class _TensorPiece:
+    """The torch side of a step for a vector env with tensor observations: obs → normalization → policy → actions."""
+
+    def __init__(
+        self, policy: BatchedPolicy, settings: EpisodeSettings, obs: torch.Tensor, mean: Any, std: Any
+    ) -> None:
+        self.device = obs.device
+        self.forward = getattr(policy, "forward_tensor", None)
+        self.policy = policy
+        self.settings = settings
+        self.mean = None if mean is None else torch.as_tensor(mean, device=self.device)
+        self.std = None if std is None else torch.as_tensor(std, device=self.device)
+        if not settings.discrete:
+            self.low = torch.as_tensor(np.asarray(settings.act_low), device=self.device)
+            self.high = torch.as_tensor(np.asarray(settings.act_high), device=self.device)
+            dtype = settings.act_dtype
+            self.dtype = None if dtype is None else torch.from_numpy(np.zeros(0, dtype)).dtype
+
+    def outputs(self, obs: torch.Tensor, busy_list: list[int]) -> torch.Tensor:
+        """The policy outputs for float32 ``(n, obs_len)`` observations (normalized here if asked)."""
+        x = obs if self.mean is None else (obs - self.mean) / self.std
+        if self.forward is not None:
+            return self.forward(x).to(self.device)  # no-op unless the policy is on another device than the env
+        # numpy and loop backends: a host round trip (free on the CPU, where .numpy() shares memory)
+        return torch.from_numpy(self.policy(x.cpu().numpy(), busy_list)).to(self.device)
+
+    def actions(self, out: torch.Tensor) -> torch.Tensor:
+        """The vector env's actions for the outputs, as :func:`_actions` computes them, on the device."""
+        settings = self.settings
+        if settings.discrete:
+            actions = out.argmax(dim=1)
+            return actions + settings.act_start if settings.act_start else actions
+        actions = torch.minimum(torch.maximum(out, self.low), self.high)
+        if self.dtype is not None:
+            actions = actions.to(self.dtype)
+        return actions if settings.act_shape is None else actions.reshape(len(actions), *settings.act_shape)
 
 
 def _alive_bonus(settings: EpisodeSettings) -> Callable[[np.ndarray], np.ndarray] | None:
@@ -141,7 +205,8 @@ def run_vector(
     per_job = mode == AutoresetMode.DISABLED
     refilling = not per_job and schedule == "refill"
     obs_len = int(np.prod(venv.single_observation_space.shape))
-    stats = _JobStats(num_jobs, obs_len) if collect_stats else None
+    stats: _JobStats | None = None
+    piece: _TensorPiece | None = None  # set when the env's observations are tensors
     mean32 = None if obs_mean is None else np.asarray(obs_mean, np.float32).reshape(-1)
     std32 = None if obs_stdev is None else np.asarray(obs_stdev, np.float32).reshape(-1)
 
@@ -228,50 +293,77 @@ def run_vector(
     slot = -1  # the sub-environment being worked on, for error reports
     try:
         obs = reset_alone(np.arange(n)) if per_job else start_refill() if refilling else start_wave()
+        if isinstance(obs, torch.Tensor):
+            piece = _TensorPiece(policy, settings, obs, mean32, std32)
+        if collect_stats:
+            stats = _JobStats(num_jobs, obs_len, None if piece is None else piece.device)
         busy = np.flatnonzero(active)
         busy_list = busy.tolist()
         while True:
-            obs = np.asarray(obs, np.float32).reshape(n, obs_len)
+            if piece is None:
+                obs = np.asarray(obs, np.float32).reshape(n, obs_len)
+                out = policy(obs if mean32 is None else (obs - mean32) / std32, busy_list)
+                finite = math.isfinite(np.add.reduce(out, axis=None))
+            else:
+                obs = obs.to(piece.device, torch.float32).reshape(n, obs_len)
+                out = piece.outputs(obs, busy_list)
+                finite = bool(torch.isfinite(out).all())
             if stats is not None:
                 stats.add(job_of[busy], obs[busy])
-            x = obs if mean32 is None else (obs - mean32) / std32
-            out = policy(x, busy_list)
-            if not math.isfinite(np.add.reduce(out, axis=None)):
-                slot = next((s for s in busy_list if not np.isfinite(out[s]).all()), -1)
+            if not finite:
+                host_out = _host(out)
+                slot = next((s for s in busy_list if not np.isfinite(host_out[s]).all()), -1)
                 if slot >= 0:
                     raise FloatingPointError(
                         f"Solution {index_offset + job_of[slot] // num_eps} produced a non-finite action "
-                        f"{out[slot].tolist()} at step {t[slot]}; check the network and its parameters."
+                        f"{host_out[slot].tolist()} at step {t[slot]}; check the network and its parameters."
                     )
-                out = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)  # rows of idle sub-environments
+                nan_to_num = np.nan_to_num if piece is None else torch.nan_to_num
+                out = nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)  # rows of idle sub-environments
             if use_noise:
-                out = out.astype(np.float64)
+                draws = np.zeros((n, out.shape[1]))
                 for s in busy_list:
-                    out[s] += noise[s].normal(0.0, settings.action_noise_stdev, out.shape[1])  # type: ignore[union-attr]
-            obs, reward, terminated, truncated, info = venv.step(_actions(out, settings))
+                    draws[s] = noise[s].normal(0.0, settings.action_noise_stdev, out.shape[1])  # type: ignore[union-attr]
+                out = (
+                    out.astype(np.float64) + draws
+                    if piece is None
+                    else out.double() + torch.from_numpy(draws).to(piece.device)
+                )
+            actions = _actions(out, settings) if piece is None else piece.actions(out)
+            obs, reward, terminated, truncated, info = venv.step(actions)
+            terminated, truncated = _host(terminated), _host(truncated)
             t += active
-            r = np.asarray(reward, np.float64) - dec
+            r = _host(reward).astype(np.float64)
+            if dec:
+                r = r - dec
             if bonus is not None:
-                r += bonus(t)
+                r = r + bonus(t)
             np.add(ret, r, out=ret, where=active)
             interactions += len(busy_list)
             finished = np.logical_or(terminated, truncated)
-            done = finished | (t >= limit) if limit is not None else finished.copy()
-            done &= active
-            changed = pending.any()
-            active |= pending  # their autoreset step is over: the observation is their first
-            pending[:] = False
-            if done.any():
+            done = (finished | (t >= limit) if limit is not None else finished) & active
+            any_done = done.any()
+            changed = any_done
+            if refilling and pending.any():  # their autoreset step is over: the observation is their first
+                active |= pending
+                pending[:] = False
                 changed = True
+            if any_done:
                 ended = np.flatnonzero(done)
                 episode_returns[job_of[ended]] = ret[ended]
                 if stats is not None:
                     final = info["final_obs"] if mode == AutoresetMode.SAME_STEP else obs
-                    stats.add(job_of[ended], np.stack([np.asarray(final[s], np.float32).reshape(-1) for s in ended]))
+                    if piece is None:
+                        rows = np.stack([np.asarray(final[s], np.float32).reshape(-1) for s in ended])
+                    else:
+                        rows = torch.stack(
+                            [torch.as_tensor(final[s]).to(piece.device, torch.float32).reshape(-1) for s in ended]
+                        )
+                    stats.add(job_of[ended], rows)
                 active[ended] = False
                 job_of[ended] = -1
             if per_job:
-                if finished.any() or done.any():  # idle ones that ended an episode are reset too
+                if any_done or finished.any():  # idle ones that ended an episode are reset too
                     if next_job >= num_jobs and not active.any():
                         break
                     obs = reset_alone(np.flatnonzero(done | finished))
@@ -289,7 +381,7 @@ def run_vector(
                         break
                     obs = start_refill()
                     changed = True
-            elif not active.any():
+            elif any_done and not active.any():
                 if wave >= last_wave:
                     break
                 obs = start_wave()

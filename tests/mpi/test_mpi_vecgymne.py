@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import gymnasium as gym
 import pytest
+import torch
 from conftest import spmd
 
 from hpcne.algorithms import PGPE
 from hpcne.neuroevolution import VecGymNE
-from hpcne.parallel import runtime
+from hpcne.parallel import WorkerError, runtime
 
 pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(120)]
 
@@ -50,3 +52,26 @@ def test_vecgymne_follows_the_serial_trajectory(comm: Any, name: str, split: str
     if comm.rank == 0:
         assert got[-1] == "MPIRuntime" and reference[-1] == "SerialRuntime"
         assert got[:-1] == reference[:-1]
+
+
+class LastRankFails(gym.Wrapper):
+    """CartPole whose step raises on the last rank: a simulator failing on one node."""
+
+    def __init__(self) -> None:
+        super().__init__(gym.make("CartPole-v1"))
+
+    def step(self, action: Any) -> Any:
+        from mpi4py import MPI
+
+        if MPI.COMM_WORLD.rank == MPI.COMM_WORLD.size - 1:
+            raise OSError("the simulator lost its connection (raised on purpose)")
+        return self.env.step(action)
+
+
+def test_an_env_error_on_a_rank_reaches_rank_0(comm: Any) -> None:
+    def body(problem: VecGymNE) -> None:
+        with pytest.raises(WorkerError, match="simulator lost its connection") as caught:
+            problem.evaluate_values(torch.zeros(12, problem.solution_length))
+        assert caught.value.worker == comm.size - 1
+
+    spmd(VecGymNE(LastRankFails, "Linear(obs_length, act_length)", seed=1), body)

@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 
 class ConstantRewardEnv(gym.Env):
@@ -190,3 +191,40 @@ class CountdownVectorEnv(gym.vector.VectorEnv):
         info = {"final_obs": np.array(list(self._obs()), dtype=object), "_final_obs": done}
         self.t[done] = 0
         return self._obs(), reward, terminated, truncated, info
+
+
+class TorchVectorEnv(gym.vector.VectorWrapper):
+    """A vector env speaking torch on ``device``: observations, rewards and done flags are tensors there.
+
+    Wraps a numpy vector env (the same dynamics, so its results can be compared with the numpy
+    path); every action must arrive as a tensor on ``device``, never as a numpy array.
+    ``final_obs`` of a SAME_STEP env becomes one tensor.
+    """
+
+    def __init__(self, env: gym.vector.VectorEnv, device: str = "cpu") -> None:
+        super().__init__(env)
+        self.device = torch.device(device)
+        self.steps = 0
+
+    def _tensor(self, x: Any) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(x), device=self.device)
+
+    def reset(self, *, seed: Any = None, options: dict | None = None) -> tuple[torch.Tensor, dict]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        return self._tensor(obs), info
+
+    def step(self, actions: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+        assert isinstance(actions, torch.Tensor) and actions.device == self.device, type(actions)
+        self.steps += 1
+        obs, reward, terminated, truncated, info = self.env.step(actions.cpu().numpy())
+        if "final_obs" in info:
+            info = {
+                **info,
+                "final_obs": torch.stack([self._tensor(np.asarray(o, np.float32)) for o in info["final_obs"]]),
+            }
+        return self._tensor(obs), self._tensor(reward), self._tensor(terminated), self._tensor(truncated), info
+
+
+def torch_vector_factory(make: Any, device: str = "cpu") -> Any:
+    """A VecGymNE env factory: ``make(num_envs, **config)``'s numpy vector env, speaking torch on ``device``."""
+    return lambda num_envs, **config: TorchVectorEnv(make(num_envs, **config), device)

@@ -33,6 +33,7 @@ NETWORKS = {
     "cheetah": "Linear(17, 64) >> Tanh() >> Linear(64, 64) >> Tanh() >> Linear(64, 6)",
     "activations": "Linear(5, 7) >> ReLU() >> Linear(7, 7) >> Sigmoid() >> Linear(7, 3, bias=False) >> Hardtanh()",
     "leading-activation": "Tanh() >> Linear(3, 4) >> Clip(-0.5, 0.5) >> Identity() >> Linear(4, 2)",
+    "wide-then-narrow": "Linear(12, 6) >> Tanh() >> Linear(6, 2)",  # a BLAS layer, then a column-by-column one
 }
 
 

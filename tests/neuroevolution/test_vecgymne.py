@@ -3,6 +3,7 @@ validation, failures."""
 
 from __future__ import annotations
 
+import os
 from itertools import pairwise
 from typing import Any
 
@@ -10,12 +11,20 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from ne_envs import CARTPOLE_NET, ConstantRewardEnv, CountdownEnv, CountdownVectorEnv
+from ne_envs import (
+    CARTPOLE_NET,
+    ConstantRewardEnv,
+    CountdownEnv,
+    CountdownVectorEnv,
+    TorchVectorEnv,
+    torch_vector_factory,
+)
 from ne_envs import GYM_CONFIGS as CONFIGS
 
 from hpcne.algorithms import PGPE
 from hpcne.neuroevolution import GymNE, VecGymNE
-from hpcne.neuroevolution.vecgymne import DEFAULT_NUM_ENVS, make_vector_env
+from hpcne.neuroevolution.vecgymne import DEFAULT_NUM_ENVS, SlotVectorEnv, make_vector_env
+from hpcne.parallel import WorkerError
 
 
 def population(length: int, n: int, seed: int = 0) -> np.ndarray:
@@ -219,9 +228,77 @@ def test_run_and_to_policy_use_the_scalar_environment() -> None:
         vector_only.run(torch.zeros(vector_only.solution_length))
 
 
+class WorkerFails(gym.Wrapper):
+    """CartPole whose step raises outside the process named by ``PARENT_PID``: in pool workers."""
+
+    def __init__(self) -> None:
+        super().__init__(gym.make("CartPole-v1"))
+
+    def step(self, action: Any) -> Any:
+        if os.getpid() != int(os.environ["PARENT_PID"]):
+            raise OSError("the simulator lost its connection (raised on purpose)")
+        return self.env.step(action)
+
+
+def test_an_env_error_in_a_pool_worker_is_raised_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARENT_PID", str(os.getpid()))
+    problem = VecGymNE(WorkerFails, "Linear(obs_length, act_length)", num_actors=2, seed=1)
+    try:
+        with pytest.raises(WorkerError, match=r"pool worker \d on host \S+ failed(.|\n)*simulator lost its connection"):
+            problem.evaluate_values(np.zeros((6, problem.solution_length), np.float32))
+    finally:
+        problem.kill_actors()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_policies_on_cuda_agree_with_the_cpu() -> None:
     values = population(VecGymNE("Pendulum-v1", CARTPOLE_NET).solution_length, 16)
     cpu = VecGymNE("Pendulum-v1", CARTPOLE_NET, seed=1)._evaluate_local(values, 0, 0).fitness
     cuda = VecGymNE("Pendulum-v1", CARTPOLE_NET, seed=1, device="cuda")._evaluate_local(values, 0, 0).fitness
     np.testing.assert_allclose(cuda, cpu, rtol=1e-3)
+
+
+# (numpy vector env factory, VecGymNE options) of the torch-path tests: an autoresetting vector entry
+# point (NEXT_STEP), one with SAME_STEP final observations on the refill schedule, and a sync vector env
+# with per-job resets and Box actions with action noise.
+TORCH_CASES = {
+    "cartpole": (lambda num_envs: gym.make_vec("CartPole-v1", num_envs, vectorization_mode="vector_entry_point"), {}),
+    "countdown-same-step-refill": (
+        lambda num_envs: CountdownVectorEnv(num_envs, autoreset="SameStep"),
+        {"schedule": "refill", "num_episodes": 2, "episode_length": 7},
+    ),
+    "pendulum-per-job": (
+        lambda num_envs: SlotVectorEnv(lambda: gym.make("Pendulum-v1"), num_envs),
+        {"action_noise_stdev": 0.1, "episode_length": 30},
+    ),
+}
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
+
+
+def two_rounds(problem: VecGymNE, values: np.ndarray) -> list[Any]:
+    """Two evaluations, the second with the observation statistics that the first collected."""
+    results = []
+    for eval_round in range(2):
+        result = problem._evaluate_local(values, 0, eval_round)
+        problem._apply_eval_result(result)
+        results.append((result.fitness.tolist(), result.episodes, result.interactions, result.obs_delta.tolist()))
+    return results
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("backend", ["torch", "auto"])
+@pytest.mark.parametrize("case", TORCH_CASES)
+def test_a_torch_vector_env_keeps_the_piece_on_its_device_with_the_numpy_paths_results(
+    case: str, backend: str, device: str
+) -> None:
+    """Observations, normalization, policy, actions and statistics stay torch tensors on the device (the
+    env refuses numpy actions), with the results of the same env speaking numpy: bit for bit on the CPU."""
+    make, options = TORCH_CASES[case]
+    common = dict(observation_normalization=True, seed=4, max_num_envs=5, policy_backend=backend, **options)
+    on_device = VecGymNE(torch_vector_factory(make, device), CARTPOLE_NET, device=device, **common)
+    numpy_env = VecGymNE(lambda num_envs: make(num_envs), CARTPOLE_NET, device=device, **common)
+    values = population(numpy_env.solution_length, 9, seed=1)
+    got, expected = two_rounds(on_device, values), two_rounds(numpy_env, values)
+    assert isinstance(on_device._venv, TorchVectorEnv) and on_device._venv.steps > 0
+    assert len(set(expected[1][0])) > 1  # the policies differ
+    assert got == expected  # the same kernels on the same device, element-wise operations IEEE-exact
