@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from hpcne.config import ConfigError, RunConfig, config_differences
 from hpcne.io.checkpoint import Checkpoint, CheckpointManager
 from hpcne.io.lock import RunDirLock, RunDirLocked
 from hpcne.io.results import RESULT_COLUMNS, RESULTS_FILENAME, ResultsWriter
+from hpcne.io.validate import DamagedFileError
 from hpcne.neuroevolution import GymNE
 from hpcne.parallel import signals
 
@@ -141,6 +143,14 @@ class Trainer:
             obs_length=problem._obs_length if problem.observation_normalization else None,
         )
         self.results.truncate(self.generation)
+        logged = self.results.last_generation
+        if logged < self.generation:
+            _warn(
+                f"{results_path} logs {f'generations up to {logged}' if logged else 'no generation'}, but the run "
+                f"resumes from generation {self.generation}: the log goes on from generation {self.generation + 1}, "
+                f"without generations {logged + 1}-{self.generation} (a results file deleted, damaged or written "
+                "by another run)."
+            )
         self._best_logged = math.nan if checkpoint is None else float(checkpoint.state["trainer"]["best_logged"])
         self._nan_count = 0 if checkpoint is None else int(checkpoint.state["trainer"].get("nan_count", 0))
         self._best_record: dict[str, Any] = {} if checkpoint is None else checkpoint.state["trainer"].get("best", {})
@@ -342,6 +352,10 @@ def _open_results(path: Path, *, attrs: dict[str, Any], best_length: int, obs_le
             return ResultsWriter(
                 path, RESULT_COLUMNS, attrs=attrs, best_length=best_length, obs_length=obs_length, resume=path.exists()
             )
+        except DamagedFileError as err:  # kept for whoever can repair it; the run goes on with a new file
+            aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+            os.replace(path, aside)
+            _warn(f"{err} It was moved to {aside.name}, and a new {path.name} is started.")
         except BlockingIOError as err:
             if time.monotonic() > deadline:
                 raise RunError(
@@ -349,6 +363,10 @@ def _open_results(path: Path, *, attrs: dict[str, Any], best_length: int, obs_le
                     "(an h5py.File left open in a notebook, for example) and run the same command again."
                 ) from err
             time.sleep(0.05)
+
+
+def _warn(text: str) -> None:
+    print(f"hpcne: warning: {text}", file=sys.stderr, flush=True)
 
 
 class _Progress:

@@ -15,6 +15,7 @@ from typing import Any
 import h5py
 
 from hpcne.io.tree import read_attrs, read_tree, tree_digest, write_attrs, write_tree
+from hpcne.io.validate import open_for_reading
 
 __all__ = ["FORMAT_VERSION", "Checkpoint", "CheckpointError", "CheckpointManager", "CheckpointWarning"]
 
@@ -142,7 +143,7 @@ class CheckpointManager:
         """
         path = Path(path)
         try:
-            with h5py.File(path, "r", locking=False) as file:
+            with open_for_reading(path, swmr=False) as file:
                 attrs = read_attrs(file)
                 _check_layout(file, attrs)
                 state = read_tree(file[_STATE_GROUP])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import signal
 import socket
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import h5py
 import numpy as np
 import pytest
 from run_helpers import LONG_GENERATIONS, TINY, TINY_LONG, load_run
@@ -131,3 +133,61 @@ def dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     return child.pid
+
+
+# ---------------------------------------------------------------------------- damaged or foreign results files
+@pytest.fixture
+def finished_run(in_process, tmp_path: Path) -> Path:
+    """A run of 4 generations, checkpointed at each."""
+    run_dir = tmp_path / "run"
+    status, out, err = in_process(["train", *TINY, "--generations", "4", "--workers", "1", "--run-dir", run_dir])
+    assert status == 0, out + err
+    return run_dir
+
+
+def truncate_results(run_dir: Path) -> None:
+    path = run_dir / "results.h5"
+    os.truncate(path, path.stat().st_size // 2)
+
+
+def test_report_of_a_truncated_results_file_is_an_error_not_a_hang(cli, finished_run: Path) -> None:
+    """A SWMR reader retried the damaged metadata with a doubling sleep: report and resume hung for hours."""
+    truncate_results(finished_run)
+    done = cli.run(["report", finished_run], timeout=60)
+    assert done.returncode == 1, done.output
+    assert re.fullmatch(
+        rf"hpcne: error: {re.escape(str(finished_run))}/results.h5 (is not a readable results file|cannot be read "
+        r"as an HDF5 file) \(.*\)\.\n",
+        done.stderr,
+    ), done.output
+
+
+def test_report_does_not_read_data_kept_outside_the_results_file(in_process, finished_run: Path) -> None:
+    secret = finished_run.parent / "secret.txt"
+    secret.write_bytes(b"private" * 100)
+    with h5py.File(finished_run / "results.h5", "r+") as file:
+        del file["log/mean_eval"]
+        file["log"].create_dataset("mean_eval", shape=(4,), dtype="f8", external=[(str(secret), 0, 32)])
+    status, out, err = in_process(["report", finished_run, "--csv", finished_run.parent / "out.csv"])
+    assert status == 1, out + err
+    assert "'/log/mean_eval' keeps its data outside the file" in err
+    assert not (finished_run.parent / "out.csv").exists()
+
+
+def test_resume_sets_a_damaged_results_file_aside_and_goes_on(in_process, finished_run: Path) -> None:
+    truncate_results(finished_run)
+    status, out, err = in_process(["resume", finished_run, "--generations", "6"])
+    assert status == 0, out + err
+    aside = list(finished_run.glob("results.h5.damaged-*"))
+    assert len(aside) == 1, err
+    assert "results.h5 is damaged (" in err and f"It was moved to {aside[0].name}, and a new results.h5" in err
+    assert "logs no generation, but the run resumes from generation 4: the log goes on from generation 5" in err
+    assert load_run(finished_run).table["generation"].tolist() == [5, 6]
+
+
+def test_resume_without_the_results_file_says_which_generations_the_log_lacks(in_process, finished_run: Path) -> None:
+    """Once a deleted results file silently restarted the log, and report counted the rows as generations."""
+    (finished_run / "results.h5").unlink()
+    status, out, err = in_process(["resume", finished_run, "--generations", "5"])
+    assert status == 0, out + err
+    assert "without generations 1-4 (a results file deleted, damaged or written by another run)" in err
