@@ -62,7 +62,12 @@ def _config_from_args(args: argparse.Namespace, base: dict[str, Any], source: st
             values[dest] = _parse_value(value) if dest == "workers" else value
     if getattr(args, "obs_norm", None) is not None:
         values["observation_normalization"] = args.obs_norm
-    options = dict(values.get("algo_options", {}))
+    options = values.get("algo_options", {})
+    if not isinstance(options, dict):
+        raise ConfigError(
+            f"algo_options must be a table of keyword arguments ([algo_options] in TOML); got {options!r}."
+        )
+    options = dict(options)
     for item in getattr(args, "opt", None) or []:
         key, sep, value = item.partition("=")
         if not sep:

@@ -92,10 +92,24 @@ def build_searcher(config: RunConfig, problem: GymNE) -> SearchAlgorithm:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"Did you mean {close[0]!r}?" if close else f"Known options: {', '.join(known)}."
             raise ConfigError(f"Unknown option {key!r} for algo {config.algo!r}. {hint}")
+    _check_population_memory(options.get("popsize"), problem.solution_length)
     try:
         return cls(problem, **options)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"Bad options for algo {config.algo!r}: {err}") from err
+
+
+def _check_population_memory(popsize: Any, length: int) -> None:
+    """Refuse a population that could not fit in this machine's memory, before anything is allocated."""
+    if not isinstance(popsize, int) or isinstance(popsize, bool):
+        return
+    needed = popsize * length * 8 * 2  # float64 values, and as much again for noise or sorting
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else None
+    if memory and needed > memory:
+        raise ConfigError(
+            f"popsize {popsize} × {length} parameters needs about {needed / 2**30:.1f} GiB per generation, more "
+            f"than this machine's {memory / 2**30:.1f} GiB of memory; use a smaller popsize or network."
+        )
 
 
 class Trainer:

@@ -24,6 +24,8 @@ import pytest
 from run_helpers import LONG_GENERATIONS, TINY, TINY_LONG, load_run
 
 from hpcne.io.lock import LOCK_FILENAME, RunDirLock, RunDirLocked
+from hpcne.neuroevolution import GymNE
+from hpcne.parallel.pool import cpu_count
 
 
 class NaNRewardCartPole(gym.Wrapper):
@@ -191,3 +193,54 @@ def test_resume_without_the_results_file_says_which_generations_the_log_lacks(in
     status, out, err = in_process(["resume", finished_run, "--generations", "5"])
     assert status == 0, out + err
     assert "without generations 1-4 (a results file deleted, damaged or written by another run)" in err
+
+
+# ---------------------------------------------------------------------------- numbers and resources
+@pytest.mark.parametrize(
+    ("toml", "flags", "expected"),
+    [
+        (b"target_reward = nan\n", [], "target_reward must be a finite number or unset; got nan."),
+        (None, ["--decrease-rewards-by", "inf"], "decrease_rewards_by must be a finite number or unset; got inf."),
+        (b"action_noise_stdev = inf\n", [], "action_noise_stdev must be a finite number or unset; got inf."),
+        (b"action_noise_stdev = -0.1\n", [], "action_noise_stdev must be >= 0; got -0.1."),
+        (b"alive_bonus_schedule = [nan, 1]\n", [], "alive_bonus_schedule must be [t, bonus] or [t0, t1, bonus] of"),
+        (None, ["--opt", "center_learning_rate=inf"], "algo option center_learning_rate must hold finite numbers"),
+        (None, ["--opt", "stdev_init=inf"], "algo option stdev_init must hold finite numbers; got inf in inf."),
+        (None, ["--opt", "radius_init=inf"], "algo option radius_init must hold finite numbers; got inf in inf."),
+        (None, ["--opt", "stdev_max_change=-1"], "algo option stdev_max_change must be positive; got -1."),
+        (b"algo_options = 5\n", [], "algo_options must be a table of keyword arguments ([algo_options] in TOML)"),
+        (b"\x89HDF\r\n\x1a\n\x00\xff\xfe", [], "Config file {config} is not a text file (TOML is UTF-8 text)"),
+        (None, ["--popsize", "1000000000000"], "popsize 1000000000000 × 10 parameters needs about"),
+    ],
+)
+def test_numbers_that_make_no_sense_are_refused(
+    in_process, tmp_path: Path, toml: bytes | None, flags: list[str], expected: str
+) -> None:
+    args = ["train"]
+    config = tmp_path / "config.toml"
+    if toml is not None:
+        config.write_bytes(toml)
+        args.append(config)
+    network = ["--network", "Linear(obs_length, act_length)"]  # 10 parameters on CartPole
+    common = ["--generations", "1", "--episode-length", "10", "--workers", "1", *network, "--run-dir", tmp_path / "r"]
+    status, out, err = in_process([*args, *common, *flags])
+    assert status == 2, out + err
+    assert err.startswith("hpcne: error: "), err
+    assert expected.format(config=config) in err, err
+    assert "Traceback" not in err
+
+
+def test_more_workers_than_cpus_are_capped_with_a_message(in_process, tmp_path: Path) -> None:
+    """workers = 100000 once forked 100000 processes (load 174, no output for minutes)."""
+    cpus = cpu_count()
+    args = ["train", *TINY, "--generations", "1", "--workers", "100000", "--run-dir", tmp_path / "r"]
+    status, out, err = in_process(args)
+    assert status == 0, out + err
+    assert f"hpcne: warning: 100000 pool workers were asked for, but this process may use {cpus} CPUs: starting" in err
+
+
+@pytest.mark.parametrize("bounds", [(math.nan, math.nan), (-math.inf, 1.0)])
+def test_initial_bounds_must_be_finite(bounds: tuple[float, float]) -> None:
+    problem = GymNE("CartPole-v1", "Linear(obs_length, act_length)", initial_bounds=bounds, num_actors=None)
+    with pytest.raises(ValueError, match=r"initial_bounds must be finite numbers; got \("):
+        _ = problem.initial_lower_bounds
