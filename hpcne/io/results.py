@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from hpcne.io.tree import read_attrs, write_attrs
-from hpcne.io.validate import DamagedFileError, check_dataset, open_for_reading
+from hpcne.io.validate import DamagedFileError, check_dataset, open_for_reading, require_free_space
 
 __all__ = ["RESULTS_FILENAME", "RESULT_COLUMNS", "ResultsWriter"]
 
@@ -42,6 +42,7 @@ RESULT_COLUMNS: dict[str, str] = {
 _LOG, _BEST = "log", "best"
 _LIBVER = "v110"  # the oldest HDF5 file format that supports SWMR
 _CHUNK_ROWS = 256
+_ROOM = 2**20  # free bytes required before a write: HDF5 may crash rather than fail on a full disk
 _COLUMN_DTYPE_KINDS = "biuf"
 
 
@@ -100,6 +101,7 @@ class ResultsWriter:
                 f"Results file {self.path} already exists; pass resume=True to continue it, "
                 "or write the run to a new directory."
             )
+        require_free_space(self.path, 2 * (self.path.stat().st_size if exists else 0) + _ROOM)  # the rewrite copies
         if exists:
             _rewrite(self.path)
         self._file = h5py.File(self.path, "a", libver=_LIBVER)
@@ -143,6 +145,7 @@ class ResultsWriter:
                 f"found {row['generation']}; "
                 "call truncate() first when resuming from an older checkpoint."
             )
+        require_free_space(self.path, _ROOM)
         for name, dataset in self._log.items():
             dataset.resize((self._rows + 1,))
             dataset[self._rows] = row.get(name, np.nan)

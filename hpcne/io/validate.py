@@ -1,4 +1,5 @@
-"""Reading HDF5 files that may be damaged or crafted: fail fast with a clear error, never hang or over-allocate.
+"""Safe HDF5 I/O: read files that may be damaged or crafted without hanging or over-allocating, and write
+only where the disk has room.
 
 A run directory may come from a crashed job, a full disk or a colleague. Two HDF5 behaviours make such
 files dangerous to read as they are:
@@ -10,6 +11,9 @@ files dangerous to read as they are:
 - A dataset may keep its data in another file (external storage, virtual datasets), or declare far more
   data than the file holds (a chunked dataset never written). :func:`check_dataset` refuses those before a
   byte is read.
+
+A write that meets a full disk (ENOSPC) can make HDF5 crash (a segfault while it closes the file) rather
+than fail; :func:`require_free_space` is checked before each write instead.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 
 import h5py
 
-__all__ = ["METADATA_READ_ATTEMPTS", "DamagedFileError", "check_dataset", "open_for_reading"]
+__all__ = ["METADATA_READ_ATTEMPTS", "DamagedFileError", "check_dataset", "open_for_reading", "require_free_space"]
 
 METADATA_READ_ATTEMPTS = 12
 """Reads of a piece of metadata before a checksum failure is final. A live writer's torn update heals
@@ -73,6 +77,22 @@ def check_dataset(dataset: h5py.Dataset) -> None:
     stored = dataset.id.get_storage_size()
     if stored < size:
         raise ValueError(f"{dataset.name!r} declares {size} bytes of data but the file holds {stored}")
+
+
+def require_free_space(path: str | Path, needed: int) -> None:
+    """Raise before writing ``needed`` bytes to ``path`` on a disk that lacks them.
+
+    Raises:
+        OSError: Not enough free space; the message names the file and says what to do.
+    """
+    path = Path(path)
+    disk = os.statvfs(path.parent)
+    free = disk.f_bavail * disk.f_frsize
+    if free < needed:
+        raise OSError(
+            f"Not enough free space to write {path}: {free / 2**20:.1f} MiB free, about {needed / 2**20:.1f} MiB "
+            "needed. Free some space, then resume the run (what was written before is kept)."
+        )
 
 
 def _bound_metadata_read_attempts(fapl: h5py.h5p.PropFAID) -> None:
