@@ -271,3 +271,21 @@ def test_a_full_disk_ends_the_run_with_one_line_naming_the_file(
         r"1\.0 MiB needed\. Free some space, then resume the run \(what was written before is kept\)\.\n",
         err,
     ), err
+
+
+def test_a_read_only_run_directory_is_one_line_naming_the_file(in_process, monkeypatch, tmp_path: Path) -> None:
+    """Simulated (tests may run as root, whom permissions do not stop): the lock file cannot be created."""
+    from hpcne.io import lock
+
+    run_dir = tmp_path / "run"
+    real_open = os.open
+
+    def read_only(path: Any, flags: int, *args: Any) -> int:
+        if flags & os.O_CREAT:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(lock.os, "open", read_only)
+    status, out, err = in_process(["train", *TINY, "--generations", "1", "--workers", "1", "--run-dir", run_dir])
+    assert status == 1, out + err
+    assert err == f"hpcne: error: [Errno 13] Permission denied: '{run_dir / LOCK_FILENAME}'\n"
