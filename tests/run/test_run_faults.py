@@ -21,6 +21,7 @@ import gymnasium as gym
 import h5py
 import numpy as np
 import pytest
+import torch
 from run_helpers import LONG_GENERATIONS, TINY, TINY_LONG, load_run
 
 from hpcne.io.lock import LOCK_FILENAME, RunDirLock, RunDirLocked
@@ -289,3 +290,28 @@ def test_a_read_only_run_directory_is_one_line_naming_the_file(in_process, monke
     status, out, err = in_process(["train", *TINY, "--generations", "1", "--workers", "1", "--run-dir", run_dir])
     assert status == 1, out + err
     assert err == f"hpcne: error: [Errno 13] Permission denied: '{run_dir / LOCK_FILENAME}'\n"
+
+
+class NaNObservationEnv(gym.Env):
+    """A minimal environment whose second observation is NaN (not a CartPole wrapper, which GymNE may bypass)."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed: int | None = None, options: Any = None) -> Any:
+        self.steps = 0
+        return np.zeros(4, np.float32), {}
+
+    def step(self, action: Any) -> Any:
+        self.steps += 1
+        obs = np.full(4, np.nan if self.steps == 2 else 0.5, np.float32)
+        return obs, 1.0, self.steps >= 10, False, {}
+
+
+def test_a_non_finite_observation_is_blamed_on_the_environment() -> None:
+    """It was blamed on "the network and its parameters"."""
+    problem = GymNE(
+        NaNObservationEnv, "Linear(obs_length, act_length)", observation_normalization=False, num_actors=None
+    )
+    with pytest.raises(FloatingPointError, match=r"the environment gave it the non-finite observation \[nan, nan"):
+        problem.evaluate_values(torch.ones(1, problem.solution_length))
