@@ -250,9 +250,10 @@ ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 POSITIVE_OPTIONS = frozenset(
-    {"center_learning_rate", "stdev_learning_rate", "stdev_init", "radius_init", "stdev_max_change", "mutation_stdev"}
+    {"center_learning_rate", "stdev_learning_rate", "stdev_init", "stdev_max_change", "mutation_stdev"}
 )
-"""Algorithm options that only make sense as positive numbers (a step size, a spread, a relative change)."""
+"""Algorithm options that only make sense as positive numbers (a step size, a spread, a relative change);
+the searchers check the others themselves (PGPE's ``radius_init``, for one)."""
 
 
 def _is_finite_number(value: Any) -> bool:
