@@ -253,11 +253,9 @@ class Trainer:
                 "with --nan-policy worst to rank such solutions below every other one."
             )
         if not self._nan_count:
-            print(
-                f"hpcne: warning: {what}; they are ranked worst and left out of the logged mean and median "
-                "(--nan-policy error stops instead). The total is in the final summary.",
-                file=sys.stderr,
-                flush=True,
+            _warn(
+                f"{what}; they are ranked worst and left out of the logged mean and median "
+                "(--nan-policy error stops instead). The total is in the final summary."
             )
         self._nan_count += count
 
