@@ -22,11 +22,13 @@ import struct
 import sys
 import time
 
-__all__ = ["DUMP_SIGNAL", "LAYOUT", "PAGE_SIZE", "STATE_EVALUATING", "STATE_IDLE", "main"]
+__all__ = ["DUMP_SIGNAL", "LAYOUT", "PAGE_SIZE", "STATE", "STATE_EVALUATING", "STATE_IDLE", "main"]
 
 LAYOUT = struct.Struct("=qqdI")
 """The page's head: beats, state, deadline (seconds without a beat), text length; then the text,
 ``where`` and ``what`` joined by a NUL."""
+STATE = struct.Struct("=qdI")
+"""The head after the beat counter (at offset 8), which the watched process writes as a whole."""
 PAGE_SIZE = mmap.PAGESIZE
 STATE_IDLE, STATE_EVALUATING = 0, 1
 DUMP_SIGNAL = signal.SIGRTMIN + 7  # a real-time signal that no launcher or library sends

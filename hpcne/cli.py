@@ -74,7 +74,12 @@ def _config_from_args(args: argparse.Namespace, base: dict[str, Any], source: st
         values["observation_normalization"] = args.obs_norm
     if getattr(args, "vectorized", None) is not None:
         values["vectorized"] = args.vectorized
-    options = dict(values.get("algo_options", {}))
+    options = values.get("algo_options", {})
+    if not isinstance(options, dict):
+        raise ConfigError(
+            f"algo_options must be a table of keyword arguments ([algo_options] in TOML); got {options!r}."
+        )
+    options = dict(options)
     for item in getattr(args, "opt", None) or []:
         key, sep, value = item.partition("=")
         if not sep:
@@ -232,12 +237,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Re-run the best or center policy of a run and report its score."""
-    import h5py
     import numpy as np
     import torch
 
     from hpcne.io.checkpoint import CheckpointManager
     from hpcne.io.results import RESULTS_FILENAME
+    from hpcne.io.validate import open_for_reading
     from hpcne.io.video import check_video_path
     from hpcne.neuroevolution.net import ObsNormLayer
     from hpcne.run import build_problem, build_searcher
@@ -266,7 +271,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         policy = problem.to_policy(center)
         label = f"center at generation {checkpoint.generation}"
     else:
-        with h5py.File(run_dir / RESULTS_FILENAME, "r", swmr=True) as f:
+        with open_for_reading(run_dir / RESULTS_FILENAME) as f:
             values = f["best/values"][()]
             generation = int(f["best/generation"][0])
             stats = (f["best/obs_mean"][()], f["best/obs_stdev"][()]) if "best/obs_mean" in f else None

@@ -206,6 +206,29 @@ class RunConfig:
             raise ConfigError(str(err)) from None
         if not isinstance(self.algo_options, dict):
             raise ConfigError(f"algo_options must be a table of keyword arguments; got {self.algo_options!r}.")
+        self._validate_numbers()
+
+    def _validate_numbers(self) -> None:
+        """Refuse NaN and infinity wherever they make no sense (everywhere but hang_timeout's checks)."""
+        for name in ("target_reward", "decrease_rewards_by", "action_noise_stdev"):
+            value = getattr(self, name)
+            if value is not None and not _is_finite_number(value):
+                raise ConfigError(f"{name} must be a finite number or unset; got {value!r}.")
+        if self.action_noise_stdev is not None and self.action_noise_stdev < 0:
+            raise ConfigError(f"action_noise_stdev must be >= 0; got {self.action_noise_stdev!r}.")
+        schedule = self.alive_bonus_schedule
+        if schedule is not None and not (
+            isinstance(schedule, list) and len(schedule) in (2, 3) and all(map(_is_finite_number, schedule))
+        ):
+            raise ConfigError(
+                f"alive_bonus_schedule must be [t, bonus] or [t0, t1, bonus] of finite numbers; got {schedule!r}."
+            )
+        for key, value in self.algo_options.items():
+            bad = _non_finite(value)
+            if bad is not None:
+                raise ConfigError(f"algo option {key} must hold finite numbers; got {bad!r} in {value!r}.")
+            if key in POSITIVE_OPTIONS and _is_finite_number(value) and value <= 0:
+                raise ConfigError(f"algo option {key} must be positive; got {value!r}.")
 
     def searcher_options(self) -> dict[str, Any]:
         """The algorithm's keyword arguments: defaults for the algorithm, then the user's."""
@@ -251,6 +274,26 @@ ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+POSITIVE_OPTIONS = frozenset(
+    {"center_learning_rate", "stdev_learning_rate", "stdev_init", "stdev_max_change", "mutation_stdev"}
+)
+"""Algorithm options that only make sense as positive numbers (a step size, a spread, a relative change);
+the searchers check the others themselves (PGPE's ``radius_init``, for one)."""
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _non_finite(value: Any) -> float | None:
+    """The first NaN or infinity in a number or a (nested) list of them, else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return value
+    if isinstance(value, (list, tuple)):
+        return next((bad for item in value if (bad := _non_finite(item)) is not None), None)
+    return None
+
+
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a TOML config file: top-level keys are RunConfig fields; ``[algo_options]`` a table."""
     path = Path(path)
@@ -261,6 +304,8 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"Config file {path} does not exist.") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"Config file {path} is not valid TOML: {err}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"Config file {path} is not a text file (TOML is UTF-8 text); pass the .toml file.") from None
 
 
 def config_differences(saved: RunConfig, new: RunConfig) -> list[str]:

@@ -228,6 +228,10 @@ class Problem:
             raise ValueError(f"{name} must be a pair (lower, upper); got {pair!r}.") from None
         lo_t = torch.broadcast_to(torch.as_tensor(lo, dtype=self.dtype), (self.solution_length,)).clone()
         hi_t = torch.broadcast_to(torch.as_tensor(hi, dtype=self.dtype), (self.solution_length,)).clone()
+        finite = torch.isfinite if name == "initial_bounds" else lambda t: ~torch.isnan(t)  # bounds may be inf
+        if not bool(finite(lo_t).all() and finite(hi_t).all()):
+            kind = "finite numbers" if name == "initial_bounds" else "numbers (±inf: unbounded)"
+            raise ValueError(f"{name} must be {kind}; got {pair!r}.")
         if bool((lo_t > hi_t).any()):
             raise ValueError(f"{name}: every lower bound must be <= its upper bound; got {pair!r}.")
         return lo_t, hi_t

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from hpcne.hints import did_you_mean
 from hpcne.io.checkpoint import Checkpoint, CheckpointManager
 from hpcne.io.lock import RunDirLock, RunDirLocked
 from hpcne.io.results import RESULT_COLUMNS, RESULTS_FILENAME, ResultsWriter
+from hpcne.io.validate import DamagedFileError
 from hpcne.neuroevolution import GymNE, VecGymNE
 from hpcne.parallel import signals
 from hpcne.progress import Progress
@@ -106,10 +108,24 @@ def build_searcher(config: RunConfig, problem: GymNE) -> SearchAlgorithm:
     for key in options:
         if key not in known and not open_ended:
             raise ConfigError(f"Unknown option {key!r} for algo {config.algo!r}.{did_you_mean(key, known)}")
+    _check_population_memory(options.get("popsize"), problem.solution_length)
     try:
         return cls(problem, **options)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"Bad options for algo {config.algo!r}: {err}") from err
+
+
+def _check_population_memory(popsize: Any, length: int) -> None:
+    """Refuse a population that could not fit in this machine's memory, before anything is allocated."""
+    if not isinstance(popsize, int) or isinstance(popsize, bool):
+        return
+    needed = popsize * length * 8 * 2  # float64 values, and as much again for noise or sorting
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else None
+    if memory and needed > memory:
+        raise ConfigError(
+            f"popsize {popsize} × {length} parameters needs about {needed / 2**30:.1f} GiB per generation, more "
+            f"than this machine's {memory / 2**30:.1f} GiB of memory; use a smaller popsize or network."
+        )
 
 
 class Trainer:
@@ -168,6 +184,14 @@ class Trainer:
             obs_length=problem._obs_length if problem.observation_normalization else None,
         )
         self.results.truncate(self.generation)
+        logged = self.results.last_generation
+        if logged < self.generation:
+            _warn(
+                f"{results_path} logs {f'generations up to {logged}' if logged else 'no generation'}, but the run "
+                f"resumes from generation {self.generation}: the log goes on from generation {self.generation + 1}, "
+                f"without generations {logged + 1}-{self.generation} (a results file deleted, damaged or written "
+                "by another run)."
+            )
         self._best_logged = math.nan if checkpoint is None else float(checkpoint.state["trainer"]["best_logged"])
         self._nan_count = 0 if checkpoint is None else int(checkpoint.state["trainer"].get("nan_count", 0))
         self._best_record: dict[str, Any] = {} if checkpoint is None else checkpoint.state["trainer"].get("best", {})
@@ -271,11 +295,9 @@ class Trainer:
                 "with --nan-policy worst to rank such solutions below every other one."
             )
         if not self._nan_count:
-            print(
-                f"hpcne: warning: {what}; they are ranked worst and left out of the logged mean and median "
-                "(--nan-policy error stops instead). The total is in the final summary.",
-                file=sys.stderr,
-                flush=True,
+            _warn(
+                f"{what}; they are ranked worst and left out of the logged mean and median "
+                "(--nan-policy error stops instead). The total is in the final summary."
             )
         self._nan_count += count
 
@@ -419,6 +441,10 @@ def _open_results(path: Path, *, attrs: dict[str, Any], best_length: int, obs_le
             return ResultsWriter(
                 path, RESULT_COLUMNS, attrs=attrs, best_length=best_length, obs_length=obs_length, resume=path.exists()
             )
+        except DamagedFileError as err:  # kept for whoever can repair it; the run goes on with a new file
+            aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+            os.replace(path, aside)
+            _warn(f"{err} It was moved to {aside.name}, and a new {path.name} is started.")
         except BlockingIOError as err:
             if time.monotonic() > deadline:
                 raise RunError(
@@ -426,3 +452,7 @@ def _open_results(path: Path, *, attrs: dict[str, Any], best_length: int, obs_le
                     "(an h5py.File left open in a notebook, for example) and run the same command again."
                 ) from err
             time.sleep(0.05)
+
+
+def _warn(text: str) -> None:
+    print(f"hpcne: warning: {text}", file=sys.stderr, flush=True)

@@ -29,7 +29,6 @@ import ctypes
 import faulthandler
 import mmap
 import os
-import struct
 import subprocess
 import sys
 import tempfile
@@ -129,7 +128,7 @@ class _Watchdog:
         text = f"{self.where}\0{what}".encode()[: _hangwatch.PAGE_SIZE - _hangwatch.LAYOUT.size]
         _page[_hangwatch.LAYOUT.size : _hangwatch.LAYOUT.size + len(text)] = text
         outside = timeout + max(5.0, timeout / 4)  # the thread inside reports first when it can run
-        _STATE.pack_into(_page, 8, _hangwatch.STATE_EVALUATING, outside, len(text))
+        _hangwatch.STATE.pack_into(_page, 8, _hangwatch.STATE_EVALUATING, outside, len(text))
         with self._lock:
             self._timeout, self._what = timeout, what
             self._seen, self._since = _beats.value, time.monotonic()
@@ -139,7 +138,7 @@ class _Watchdog:
         try:
             yield
         finally:
-            _STATE.pack_into(_page, 8, _hangwatch.STATE_IDLE, outside, len(text))
+            _hangwatch.STATE.pack_into(_page, 8, _hangwatch.STATE_IDLE, outside, len(text))
             with self._lock:
                 self._what = None
 
@@ -188,7 +187,7 @@ class _Watchdog:
 
     def _report(self, what: str) -> None:
         """Print the hang and every thread's stack, then end the process (with the lock held)."""
-        _STATE.pack_into(_page, 8, _hangwatch.STATE_IDLE, 0.0, 0)  # reported here: the watcher stands down
+        _hangwatch.STATE.pack_into(_page, 8, _hangwatch.STATE_IDLE, 0.0, 0)  # reported here: the watcher stands down
         print(
             f"hpcne: {self.where} made no progress for {self._timeout:g} s while evaluating {what}: no solution "
             "or episode started in that time. A hung environment, policy or fitness function? The stack of "
@@ -202,7 +201,6 @@ class _Watchdog:
         self.on_hang(EXIT_HUNG)
 
 
-_STATE = struct.Struct("=qdI")  # the page's head after the beat counter (see hpcne._hangwatch.LAYOUT)
 _watchdog = _Watchdog()
 os.register_at_fork(after_in_child=_watchdog.after_fork_in_child)
 

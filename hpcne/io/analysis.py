@@ -7,7 +7,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
@@ -15,6 +14,7 @@ from matplotlib.figure import Figure
 
 from hpcne.io.results import RESULTS_FILENAME
 from hpcne.io.tree import read_attrs
+from hpcne.io.validate import DamagedFileError, check_dataset, open_for_reading
 
 __all__ = ["align_runs", "load_runs", "mean_interval", "plot_learning_curves", "read_results", "summarize"]
 
@@ -45,6 +45,7 @@ def read_results(path_or_run_dir: str | Path) -> pd.DataFrame:
 
     Raises:
         FileNotFoundError: There is no such results file.
+        DamagedFileError: It is truncated, damaged, or holds data outside the file (never a hang).
     """
     path = Path(path_or_run_dir)
     if path.is_dir():
@@ -54,11 +55,16 @@ def read_results(path_or_run_dir: str | Path) -> pd.DataFrame:
             f"Expected a results file or a run directory containing {RESULTS_FILENAME}, found no file at "
             f"{path}; check the path."
         )
-    with h5py.File(path, "r", swmr=True) as file:
-        log = file["log"]
-        rows = min((len(column) for column in log.values()), default=0)  # a row may be half appended
-        frame = pd.DataFrame({name: column[:rows] for name, column in log.items()})
-        frame.attrs = read_attrs(file)
+    with open_for_reading(path) as file:
+        try:
+            log = file["log"]
+            for column in log.values():
+                check_dataset(column)
+            rows = min((len(column) for column in log.values()), default=0)  # a row may be half appended
+            frame = pd.DataFrame({name: column[:rows] for name, column in log.items()})
+            frame.attrs = read_attrs(file)
+        except Exception as err:  # what h5py raises for damaged metadata or data: RuntimeError, OSError, ...
+            raise DamagedFileError(f"{path} is not a readable results file ({err}).") from err
     return frame
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import h5py
 
 from hpcne.io.tree import read_attrs, read_tree, tree_digest, write_attrs, write_tree
+from hpcne.io.validate import open_for_reading, require_free_space
 
 __all__ = ["FORMAT_VERSION", "Checkpoint", "CheckpointError", "CheckpointManager", "CheckpointWarning"]
 
@@ -92,6 +93,10 @@ class CheckpointManager:
 
         Returns:
             The path of the checkpoint file.
+
+        Raises:
+            OSError: The disk lacks the space for it (checked first), or writing it failed; the message names
+                the file, and the checkpoints written before are untouched.
         """
         attrs = dict(attrs or {})
         reserved = sorted(set(attrs) & set(_RESERVED_ATTRS))
@@ -101,6 +106,8 @@ class CheckpointManager:
             )
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"ckpt-{generation:08d}.h5"
+        previous = self.list()  # the newest checkpoint's size, with a margin, stands for this one's
+        require_free_space(path, int(previous[-1].stat().st_size * 1.25) + 2**20 if previous else 2**20)
         handle, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX, dir=self.directory)
         os.close(handle)
         try:
@@ -114,6 +121,12 @@ class CheckpointManager:
                 write_tree(file.create_group(_STATE_GROUP, track_order=True), state)
             _fsync(tmp_name)
             os.replace(tmp_name, path)
+        except (TypeError, ValueError):  # a state that cannot be stored: the caller's error, not the disk's
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+        except Exception as err:  # h5py reports a full or failing disk as RuntimeError as often as OSError
+            Path(tmp_name).unlink(missing_ok=True)
+            raise OSError(f"Could not write the checkpoint {path} ({err}); the previous ones are kept.") from err
         except BaseException:
             Path(tmp_name).unlink(missing_ok=True)
             raise
@@ -142,7 +155,7 @@ class CheckpointManager:
         """
         path = Path(path)
         try:
-            with h5py.File(path, "r", locking=False) as file:
+            with open_for_reading(path, swmr=False) as file:
                 attrs = read_attrs(file)
                 _check_layout(file, attrs)
                 state = read_tree(file[_STATE_GROUP])

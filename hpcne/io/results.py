@@ -13,6 +13,7 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from hpcne.io.tree import read_attrs, write_attrs
+from hpcne.io.validate import DamagedFileError, check_dataset, open_for_reading, require_free_space
 
 __all__ = ["RESULTS_FILENAME", "RESULT_COLUMNS", "ResultsWriter"]
 
@@ -41,6 +42,7 @@ RESULT_COLUMNS: dict[str, str] = {
 _LOG, _BEST = "log", "best"
 _LIBVER = "v110"  # the oldest HDF5 file format that supports SWMR
 _CHUNK_ROWS = 256
+_ROOM = 2**20  # free bytes required before a write: HDF5 may crash rather than fail on a full disk
 _COLUMN_DTYPE_KINDS = "biuf"
 
 
@@ -75,6 +77,8 @@ class ResultsWriter:
     Raises:
         FileExistsError: The file exists and ``resume`` is False.
         ValueError: The columns are invalid or, when resuming, differ from the file's.
+        DamagedFileError: When resuming, the file cannot be read (truncated, damaged, or holding data that
+            a results file never holds); nothing was changed.
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class ResultsWriter:
                 f"Results file {self.path} already exists; pass resume=True to continue it, "
                 "or write the run to a new directory."
             )
+        require_free_space(self.path, 2 * (self.path.stat().st_size if exists else 0) + _ROOM)  # the rewrite copies
         if exists:
             _rewrite(self.path)
         self._file = h5py.File(self.path, "a", libver=_LIBVER)
@@ -140,11 +145,17 @@ class ResultsWriter:
                 f"found {row['generation']}; "
                 "call truncate() first when resuming from an older checkpoint."
             )
+        require_free_space(self.path, _ROOM)
         for name, dataset in self._log.items():
             dataset.resize((self._rows + 1,))
             dataset[self._rows] = row.get(name, np.nan)
         self._rows += 1
         self._file.flush()
+
+    @property
+    def last_generation(self) -> int:
+        """The generation of the last logged row (0 when there is none)."""
+        return int(self._log["generation"][self._rows - 1]) if self._rows else 0
 
     def truncate(self, after_generation: int) -> None:
         """Removes the rows of the generations after ``after_generation``.
@@ -292,11 +303,22 @@ def _rewrite(path: Path) -> None:
     flushed before the crash.
     """
     tmp = path.with_name(f".{path.name}.tmp")
-    with (
-        h5py.File(path, "r", swmr=True) as source,
-        h5py.File(tmp, "w", libver=_LIBVER) as target,
-    ):
-        write_attrs(target, read_attrs(source))
-        for name in source:
-            source.copy(source[name], target, name=name)
+    try:
+        with open_for_reading(path) as source, h5py.File(tmp, "w", libver=_LIBVER) as target:
+            source.visititems(_check_item)
+            write_attrs(target, read_attrs(source))
+            for name in source:
+                source.copy(source[name], target, name=name)
+    except (DamagedFileError, FileNotFoundError):
+        tmp.unlink(missing_ok=True)
+        raise
+    except Exception as err:  # what h5py raises for damaged metadata or data: RuntimeError, OSError, ...
+        tmp.unlink(missing_ok=True)
+        raise DamagedFileError(f"{path} is damaged ({err}).") from err
     os.replace(tmp, path)
+
+
+def _check_item(name: str, item: h5py.HLObject) -> None:
+    """Refuse what a results file never holds: data outside the file, or more declared than stored."""
+    if isinstance(item, h5py.Dataset):
+        check_dataset(item)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable, Iterator, Mapping
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -11,6 +10,8 @@ from typing import Any, NamedTuple
 import h5py
 import numpy as np
 import torch
+
+from hpcne.io.validate import check_dataset
 
 __all__ = ["MAX_DEPTH", "read_attrs", "read_tree", "tree_digest", "write_attrs", "write_tree"]
 
@@ -236,7 +237,7 @@ def _read_node(node: h5py.Group | h5py.Dataset, depth: int = 0) -> Any:
         items = [_read_node(_child(node, str(index)), depth + 1) for index in range(len(node))]
         return items if kind == "list" else tuple(items)
     if isinstance(node, h5py.Dataset) and kind in _LEAF_READERS:
-        _check_dataset(node)
+        check_dataset(node)
         return _LEAF_READERS[kind](node)
     raise ValueError(
         f"Expected HDF5 object {node.name!r} to carry a 'kind' attribute written by write_tree, "
@@ -250,24 +251,6 @@ def _child(group: h5py.Group, name: str) -> h5py.Group | h5py.Dataset:
     if not isinstance(link, h5py.HardLink):
         raise ValueError(f"{group.name}/{name} is a {type(link).__name__}; write_tree stores every value in place")
     return group[name]
-
-
-def _check_dataset(dataset: h5py.Dataset) -> None:
-    """Refuse a dataset that write_tree would not write, before reading a byte of it.
-
-    Its data must lie in this file (no external storage, no virtual dataset), unfiltered, and fully
-    written: a few kilobytes of file must not make the reader allocate gigabytes.
-    """
-    if dataset.external or dataset.is_virtual:
-        raise ValueError(f"{dataset.name!r} keeps its data outside the file; write_tree never does that")
-    if dataset.shape is None:  # h5py.Empty: no data
-        return
-    if dataset.compression is not None or dataset.id.get_create_plist().get_nfilters():
-        raise ValueError(f"{dataset.name!r} is filtered (compressed); write_tree never does that")
-    size = dataset.dtype.itemsize * math.prod(dataset.shape)
-    stored = dataset.id.get_storage_size()
-    if stored < size:
-        raise ValueError(f"{dataset.name!r} declares {size} bytes of data but the file holds {stored}")
 
 
 def _read_tensor(dataset: h5py.Dataset) -> torch.Tensor:

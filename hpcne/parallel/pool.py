@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import sys
+import warnings
 from collections import deque
 from multiprocessing.connection import Connection, wait
 
@@ -24,7 +25,7 @@ from hpcne.parallel.runtime import place_problem
 from hpcne.parallel.split import pieces
 from hpcne.parallel.worker import Failure, describe_exception, evaluate_piece
 
-__all__ = ["PoolRuntime"]
+__all__ = ["PoolRuntime", "WorkersCapped", "cap_workers", "cpu_count"]
 
 
 def _detach() -> None:
@@ -221,6 +222,25 @@ class PoolRuntime:
         for conn in self._conns:
             conn.close()
         self._conns, self._procs = [], []
+
+
+class WorkersCapped(UserWarning):
+    """More pool workers were asked for than this process has CPUs; the pool was made smaller."""
+
+
+def cap_workers(workers: int) -> int:
+    """``workers``, or the CPUs this process may use when that is fewer (with a :class:`WorkersCapped` warning)."""
+    cpus = cpu_count()
+    if workers <= cpus:
+        return workers
+    warnings.warn(
+        f"{workers} pool workers were asked for, but this process may use {cpus} CPUs: starting {cpus}. More "
+        "workers than CPUs only slow each other down (and thousands exhaust the machine); to spread a run over "
+        "more CPUs, start it on more nodes under MPI.",
+        WorkersCapped,
+        stacklevel=3,
+    )
+    return cpus
 
 
 def cpu_count() -> int:

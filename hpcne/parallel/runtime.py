@@ -183,9 +183,9 @@ def make_runtime(problem: Problem) -> Runtime:
         install_mpi_excepthook()
         runtime = MPIRuntime(problem)
     elif backend == "pool":
-        from hpcne.parallel.pool import PoolRuntime
+        from hpcne.parallel.pool import PoolRuntime, cap_workers
 
-        runtime = PoolRuntime(problem, max(_pool_size(problem.num_actors), 1))
+        runtime = PoolRuntime(problem, cap_workers(max(_pool_size(problem.num_actors), 1)))
     else:
         runtime = SerialRuntime(problem)
     atexit.register(runtime.close)

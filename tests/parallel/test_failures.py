@@ -72,6 +72,7 @@ def test_a_hung_rank_ends_the_job_with_its_stack() -> None:
         ("interrupt", r"WorkerError: rank 2 on host \S+ failed while evaluating solution 8:(.|\n)*KeyboardInterrupt"),
         ("os_exit", r"hpcne: rank 2 \(pid \d+\) on host \S+ called os._exit\(3\) while evaluating solutions 8-11"),
         ("stop", r"hpcne: rank 2 \(pid \d+\) on host \S+ made no progress for \d+ s while evaluating solutions 8-11"),
+        ("gil", r"could not report it itself: it holds the GIL in native code(.|\n)*line \d+ in _hold_the_gil"),
     ],
     ids=lambda value: value if value.isidentifier() else "",
 )

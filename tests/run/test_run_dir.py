@@ -13,6 +13,7 @@ import pytest
 from run_helpers import GENERATIONS, TINY, assert_same_run, copy_run, deterministic_columns, load_run
 
 from hpcne.io.analysis import read_results
+from hpcne.io.checkpoint import CheckpointManager
 
 
 def test_a_truncated_newest_checkpoint_falls_back_to_the_one_before(in_process, baseline: Path, tmp_path: Path) -> None:
@@ -121,11 +122,14 @@ def test_results_left_by_a_run_killed_before_its_first_checkpoint_are_replaced(
 
 
 def test_resuming_with_other_library_versions_warns(in_process, baseline: Path, tmp_path: Path) -> None:
-    import h5py
-
     run_dir = copy_run(baseline, tmp_path / "run")
-    with h5py.File(run_dir / "checkpoints" / f"ckpt-{GENERATIONS:08d}.h5", "r+") as f:
-        f.attrs["version_torch"] = "0.0.1"
+    manager = CheckpointManager(run_dir / "checkpoints")
+    checkpoint = manager.load_latest()
+    assert checkpoint is not None
+    attrs = {
+        k: v for k, v in checkpoint.attrs.items() if k not in ("format_version", "generation", "created", "checksum")
+    }
+    manager.save(checkpoint.generation, checkpoint.state, {**attrs, "version_torch": "0.0.1"})  # the checksum covers it
     status, out, err = in_process(["resume", run_dir, "--generations", str(GENERATIONS + 1)])
     assert status == 0, out + err
     assert "hpcne: warning: the checkpoint was written with other versions (torch 0.0.1 -> " in err, err
