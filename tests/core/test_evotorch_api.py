@@ -159,6 +159,7 @@ def test_solution_api_and_empty_batches() -> None:
     assert batch.argsort().tolist() == [0, 1, 2]
     with pytest.raises(IndexError, match="out of range for a batch of 3"):
         batch[3]
+    assert batch[torch.tensor(1)].evaluation == batch[np.int64(1)].evaluation == batch[1].evaluation
     pickle.loads(pickle.dumps(batch.values))  # plain tensors: users may pickle their own data
 
 
