@@ -90,15 +90,24 @@ def test_eval_data_and_set_evals_shapes() -> None:
         batch.set_evals(torch.zeros(3), torch.zeros(3, 1))
 
 
-def test_eval_data_needs_in_process_evaluation_with_the_runtimes_that_move_fitnesses_only() -> None:
-    class Data(Problem):
-        def _evaluate_batch(self, batch: SolutionBatch) -> None:
-            batch.set_evals(total(batch.values), batch.values[:, :1])
+class WithData(Problem):
+    """Fitness: the sum; eval data: the first value (module level: pool workers import it)."""
 
-    problem = Data("min", solution_length=2, initial_bounds=(0, 1), eval_data_length=1, num_actors=None)
+    def _evaluate_batch(self, batch: SolutionBatch) -> None:
+        batch.set_evals(total(batch.values), batch.values[:, :1])
+
+
+def test_eval_data_comes_back_from_in_process_evaluation_and_is_never_lost() -> None:
+    problem = WithData("min", solution_length=2, initial_bounds=(0, 1), eval_data_length=1, num_actors=None)
     batch = problem.generate_batch(4)
     problem.evaluate(batch)
     torch.testing.assert_close(batch.evals[:, 1], batch.values[:, 0].double())
+    pooled = WithData("min", solution_length=2, initial_bounds=(0, 1), eval_data_length=1, num_actors=2)
+    try:
+        with pytest.raises(RuntimeError, match="eval_data_length=1 needs evaluation in this process"):
+            pooled.evaluate(pooled.generate_batch(4))
+    finally:
+        pooled.kill_actors()
 
 
 def test_hooks_and_solution_stats() -> None:
