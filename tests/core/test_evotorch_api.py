@@ -50,6 +50,13 @@ def test_integer_and_boolean_solutions_fill_their_bounds() -> None:
     assert flags.dtype == torch.bool and 0.3 < flags.float().mean() < 0.7
 
 
+def test_make_randint() -> None:
+    problem = make()
+    draws = problem.make_randint(500, n=4)
+    assert draws.dtype == torch.int64 and set(draws.unique().tolist()) == {0, 1, 2, 3}
+    assert problem.make_randint(num_solutions=2, n=3, dtype=torch.int8).shape == (2, 5)
+
+
 def test_no_bounds_raises_and_fill_can_be_overridden() -> None:
     with pytest.raises(RuntimeError, match="no initial_bounds"):
         make(initial_bounds=None).generate_batch(2)
