@@ -10,19 +10,25 @@ from hpcne.parallel.launch import prepare_mpi_job
 
 prepare_mpi_job()
 
-# EvoTorch's top level: the core classes, and the subpackages reachable as attributes.
-from hpcne import algorithms, logging, neuroevolution, optimizers, tools  # noqa: E402
+# EvoTorch's top level: the core classes, and the subpackages as attributes. These load on first
+# use (PEP 562), so that `import hpcne` in every pool worker and MPI rank stays light.
+import importlib  # noqa: E402
+from typing import Any  # noqa: E402
+
 from hpcne.problem import Problem  # noqa: E402
 from hpcne.solution import Solution, SolutionBatch  # noqa: E402
 
-__all__ = [
-    "Problem",
-    "Solution",
-    "SolutionBatch",
-    "__version__",
-    "algorithms",
-    "logging",
-    "neuroevolution",
-    "optimizers",
-    "tools",
-]
+_SUBPACKAGES = ("algorithms", "logging", "neuroevolution", "operators", "optimizers", "testing", "tools")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"hpcne.{name}")
+    raise AttributeError(f"module 'hpcne' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_SUBPACKAGES})
+
+
+__all__ = ["Problem", "Solution", "SolutionBatch", "__version__", *_SUBPACKAGES]

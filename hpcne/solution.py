@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -356,7 +357,9 @@ class SolutionBatch:
         """A :class:`Solution` for an int, a view for a slice, a copy for a list or tensor of indices."""
         if isinstance(index, slice):
             return self._view(self._problem, self._values[index], self._evals[index])
-        if isinstance(index, (Sequence, torch.Tensor, np.ndarray)):
+        if isinstance(index, (torch.Tensor, np.ndarray)) and index.ndim == 0:
+            index = int(index)
+        if not isinstance(index, numbers.Integral):
             return self.take(index)
         n = len(self)
         if not -n <= index < n:

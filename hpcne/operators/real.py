@@ -107,6 +107,9 @@ class MultiPointCrossOver(CrossOver):
     Works for any dtype. Reference: S. Luke, Essentials of Metaheuristics, 2nd ed., 2013.
     """
 
+    # Subclasses with a fixed number of cuts set it here (and take no num_points).
+    _fixed_points: int | None = None
+
     def __init__(
         self,
         problem: Problem,
@@ -125,6 +128,10 @@ class MultiPointCrossOver(CrossOver):
             num_children=num_children,
             cross_over_rate=cross_over_rate,
         )
+        if self._fixed_points is not None:
+            if num_points not in (None, self._fixed_points):
+                raise ValueError(f"{type(self).__name__} cuts at {self._fixed_points} point(s); got {num_points=}.")
+            num_points = self._fixed_points
         if num_points is None or int(num_points) < 1:
             raise ValueError(f"num_points must be an int >= 1; got {num_points!r}.")
         self.num_points = int(num_points)
@@ -146,47 +153,13 @@ class MultiPointCrossOver(CrossOver):
 class OnePointCrossOver(MultiPointCrossOver):
     """Cuts each pair of parents at one random point: ``[a0 a1 | b2 b3]`` and ``[b0 b1 | a2 a3]``."""
 
-    def __init__(
-        self,
-        problem: Problem,
-        *,
-        tournament_size: int,
-        obj_index: int | None = None,
-        num_children: int | None = None,
-        cross_over_rate: float | None = None,
-    ) -> None:
-        """Create the cross-over (see :class:`~hpcne.operators.base.CrossOver`)."""
-        super().__init__(
-            problem,
-            tournament_size=tournament_size,
-            obj_index=obj_index,
-            num_points=1,
-            num_children=num_children,
-            cross_over_rate=cross_over_rate,
-        )
+    _fixed_points = 1
 
 
 class TwoPointCrossOver(MultiPointCrossOver):
     """Cuts each pair of parents at two random points and swaps the middle segment."""
 
-    def __init__(
-        self,
-        problem: Problem,
-        *,
-        tournament_size: int,
-        obj_index: int | None = None,
-        num_children: int | None = None,
-        cross_over_rate: float | None = None,
-    ) -> None:
-        """Create the cross-over (see :class:`~hpcne.operators.base.CrossOver`)."""
-        super().__init__(
-            problem,
-            tournament_size=tournament_size,
-            obj_index=obj_index,
-            num_points=2,
-            num_children=num_children,
-            cross_over_rate=cross_over_rate,
-        )
+    _fixed_points = 2
 
 
 class SimulatedBinaryCrossOver(CrossOver):

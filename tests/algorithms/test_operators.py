@@ -122,3 +122,9 @@ def test_function_operators_and_errors() -> None:
     with pytest.raises(TypeError, match="an hpcne Operator or a function"):
         apply_operators(batch, [42])
     assert isinstance(doubled, SolutionBatch) and not doubled.is_evaluated
+
+
+def test_fixed_point_cross_overs_refuse_another_number_of_points() -> None:
+    with pytest.raises(ValueError, match="OnePointCrossOver cuts at 1 point"):
+        OnePointCrossOver(make(), tournament_size=2, num_points=3)
+    assert TwoPointCrossOver(make(), tournament_size=2).num_points == 2

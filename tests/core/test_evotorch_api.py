@@ -50,6 +50,13 @@ def test_integer_and_boolean_solutions_fill_their_bounds() -> None:
     assert flags.dtype == torch.bool and 0.3 < flags.float().mean() < 0.7
 
 
+def test_make_randint() -> None:
+    problem = make()
+    draws = problem.make_randint(500, n=4)
+    assert draws.dtype == torch.int64 and set(draws.unique().tolist()) == {0, 1, 2, 3}
+    assert problem.make_randint(num_solutions=2, n=3, dtype=torch.int8).shape == (2, 5)
+
+
 def test_no_bounds_raises_and_fill_can_be_overridden() -> None:
     with pytest.raises(RuntimeError, match="no initial_bounds"):
         make(initial_bounds=None).generate_batch(2)
@@ -90,15 +97,24 @@ def test_eval_data_and_set_evals_shapes() -> None:
         batch.set_evals(torch.zeros(3), torch.zeros(3, 1))
 
 
-def test_eval_data_needs_in_process_evaluation_with_the_runtimes_that_move_fitnesses_only() -> None:
-    class Data(Problem):
-        def _evaluate_batch(self, batch: SolutionBatch) -> None:
-            batch.set_evals(total(batch.values), batch.values[:, :1])
+class WithData(Problem):
+    """Fitness: the sum; eval data: the first value (module level: pool workers import it)."""
 
-    problem = Data("min", solution_length=2, initial_bounds=(0, 1), eval_data_length=1, num_actors=None)
+    def _evaluate_batch(self, batch: SolutionBatch) -> None:
+        batch.set_evals(total(batch.values), batch.values[:, :1])
+
+
+def test_eval_data_comes_back_from_in_process_evaluation_and_is_never_lost() -> None:
+    problem = WithData("min", solution_length=2, initial_bounds=(0, 1), eval_data_length=1, num_actors=None)
     batch = problem.generate_batch(4)
     problem.evaluate(batch)
     torch.testing.assert_close(batch.evals[:, 1], batch.values[:, 0].double())
+    pooled = WithData("min", solution_length=2, initial_bounds=(0, 1), eval_data_length=1, num_actors=2)
+    try:
+        with pytest.raises(RuntimeError, match="eval_data_length=1 needs evaluation in this process"):
+            pooled.evaluate(pooled.generate_batch(4))
+    finally:
+        pooled.kill_actors()
 
 
 def test_hooks_and_solution_stats() -> None:
@@ -159,6 +175,7 @@ def test_solution_api_and_empty_batches() -> None:
     assert batch.argsort().tolist() == [0, 1, 2]
     with pytest.raises(IndexError, match="out of range for a batch of 3"):
         batch[3]
+    assert batch[torch.tensor(1)].evaluation == batch[np.int64(1)].evaluation == batch[1].evaluation
     pickle.loads(pickle.dumps(batch.values))  # plain tensors: users may pickle their own data
 
 

@@ -281,3 +281,10 @@ def test_eval_data_columns_follow_the_fitness() -> None:
     assert batch.eval_shape == (4, 3) and batch.is_evaluated
     assert batch.access_evals(2).tolist() == [7.0] * 4
     assert (batch.evals[:, 1] >= batch.evals[:, 0].abs() / 2).all()
+
+
+def test_gymne_refuses_a_bad_network_string_at_construction() -> None:
+    from hpcne.neuroevolution import GymNE
+
+    with pytest.raises(NetParsingError, match="attribute access"):
+        GymNE("CartPole-v1", 'Linear(obs_length, 2) >> __import__("os").system("x")', num_actors=None)
