@@ -65,7 +65,7 @@ class Solution:
     @property
     def values(self) -> torch.Tensor:
         """The decision values (a view into the batch)."""
-        return self._batch.values[self._index]
+        return self._batch._row(self._index)
 
     @property
     def evals(self) -> torch.Tensor:
@@ -88,7 +88,8 @@ class Solution:
 
     def set_values(self, values: Any) -> None:
         """Overwrite the decision values and forget the fitness."""
-        self._batch.values[self._index] = torch.as_tensor(values, dtype=self._batch.values.dtype)
+        row = self._batch.access_values(keep_evals=True)[self._index]  # a generated batch refuses here
+        row.copy_(torch.as_tensor(values, dtype=row.dtype))
         self._batch.evals[self._index, 0] = math.nan
 
     def __repr__(self) -> str:
@@ -143,6 +144,10 @@ class SolutionBatch:
     def evals(self) -> torch.Tensor:
         """The evaluations, shape ``(popsize, 1)``; NaN where not evaluated."""
         return self._evals
+
+    def _row(self, index: int) -> torch.Tensor:
+        """The values of one solution (a view where the batch stores its values)."""
+        return self._values[index]
 
     @property
     def solution_length(self) -> int:
