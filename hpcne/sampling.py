@@ -31,7 +31,16 @@ from hpcne.solution import SolutionBatch
 if TYPE_CHECKING:
     from hpcne.problem import Problem
 
-__all__ = ["NOISE_BOUND", "STREAM_NOISE", "GaussianSample", "NoiseStream", "SampledBatch", "from_fixed", "noise_sums", "scales"]
+__all__ = [
+    "NOISE_BOUND",
+    "STREAM_NOISE",
+    "GaussianSample",
+    "NoiseStream",
+    "SampledBatch",
+    "from_fixed",
+    "noise_sums",
+    "scales",
+]
 
 STREAM_NOISE = 3  # after STREAM_PROBLEM, STREAM_EVALUATION and STREAM_SEARCHER (hpcne.problem)
 NOISE_BOUND = 16.0
