@@ -61,6 +61,8 @@ def _config_from_args(args: argparse.Namespace, base: dict[str, Any], source: st
             values[dest] = _parse_value(value) if dest == "workers" else value
     if getattr(args, "obs_norm", None) is not None:
         values["observation_normalization"] = args.obs_norm
+    if getattr(args, "distributed", None) is not None:
+        values["distributed"] = args.distributed
     options = dict(values.get("algo_options", {}))
     for item in getattr(args, "opt", None) or []:
         key, sep, value = item.partition("=")
@@ -298,6 +300,11 @@ def _parser() -> argparse.ArgumentParser:
                 continue
             p.add_argument(flag, **kwargs)
         p.add_argument("--obs-norm", action=argparse.BooleanOptionalAction, help="observation normalization")
+        p.add_argument(
+            "--distributed",
+            action=argparse.BooleanOptionalAction,
+            help="pgpe/snes/cem: workers generate their own solutions; only fitnesses travel (same results)",
+        )
         p.add_argument("--opt", action="append", metavar="KEY=VALUE", help="an algorithm option (repeatable)")
     report = sub.add_parser("report", help="summary table, learning curves, CSV")
     report.add_argument("run_dirs", nargs="+")

@@ -1,0 +1,29 @@
+"""`hpcne train --distributed`: the same run as the centralized one, also when a restart switches the mode,
+the backend and the number of MPI ranks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from run_helpers import GENERATIONS, TINY, Cli, assert_same_run
+
+
+@pytest.mark.slow
+def test_restarts_across_modes_and_rank_counts_match_the_centralized_serial_run(
+    cli: Cli, baseline: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    dynamic = tmp_path / "dynamic.toml"
+    dynamic.write_text("subbatch_size = 3\n")
+    legs = [  # (ranks, arguments): each leg trains to its --generations, the next one resumes
+        (2, ["--distributed", "--generations", "6"]),
+        (3, ["--no-distributed", "--generations", "11"]),
+        (0, ["--distributed", "--workers", "2", "--generations", "15"]),
+        (3, [dynamic, "--distributed", "--generations", str(GENERATIONS)]),
+    ]
+    for ranks, arguments in legs:
+        done = cli.run(["train", *TINY, "--run-dir", run_dir, *arguments], ranks=ranks)
+        assert done.returncode == 0, done.output
+        assert "done (reached" in done.stdout, done.output
+    assert_same_run(run_dir, baseline)
