@@ -18,7 +18,7 @@ below the float32 resolution of the update.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -85,15 +85,20 @@ class NoiseStream:
         """The float32 noise of solution (or mirrored pair) ``unit``."""
         return _unit_noise(self.seed, self.eval_round, unit, self.length)
 
-    def noise(self, start: int, stop: int, dtype: np.dtype | type = np.float32) -> np.ndarray:
-        """The rows ``start..stop-1``, shape ``(stop - start, length)``."""
-        out = np.empty((stop - start, self.length), dtype)
+    def signed_units(self, start: int, stop: int) -> Iterator[tuple[np.ndarray, bool]]:
+        """For rows ``start..stop-1``: each row's unit noise and whether the row takes it negated."""
         cached: tuple[int, np.ndarray] | None = None  # a pair's noise serves both of its rows
-        for row, i in enumerate(range(start, stop)):
+        for i in range(start, stop):
             unit = i // 2 if self.symmetric else i
             if cached is None or cached[0] != unit:
                 cached = unit, self.unit(unit)
-            np.multiply(cached[1], -1 if self.symmetric and i % 2 else 1, out=out[row], casting="unsafe")
+            yield cached[1], self.symmetric and i % 2 == 1
+
+    def noise(self, start: int, stop: int, dtype: np.dtype | type = np.float32) -> np.ndarray:
+        """The rows ``start..stop-1``, shape ``(stop - start, length)``."""
+        out = np.empty((stop - start, self.length), dtype)
+        for row, (z, negated) in zip(out, self.signed_units(start, stop)):
+            (np.negative if negated else np.positive)(z, out=row, casting="same_kind")
         return out
 
 
@@ -116,11 +121,12 @@ class GaussianSample:
         return max(1, _CHUNK_BYTES // (self.stream.length * self.center.itemsize))
 
     def rows(self, start: int, stop: int) -> np.ndarray:
-        """Solutions ``start..stop-1``: ``center + stdev * z``, shape ``(stop - start, d)``."""
-        values = self.stream.noise(start, stop, self.center.dtype)
-        values *= self.stdev
-        values += self.center
-        return values
+        """Solutions ``start..stop-1``: ``center + stdev * z`` (``center - stdev * z`` for a pair's second row)."""
+        out = np.empty((stop - start, self.stream.length), self.center.dtype)
+        for row, (z, negated) in zip(out, self.stream.signed_units(start, stop)):
+            np.multiply(z, self.stdev, out=row, casting="same_kind")
+            (np.subtract if negated else np.add)(self.center, row, out=row)
+        return out
 
 
 def scales(weights: np.ndarray, *, symmetric: bool) -> tuple[int, int]:
