@@ -258,17 +258,13 @@ def cmd_info(_args: argparse.Namespace) -> int:
     """Versions, MPI library, ranks, hosts and the device map."""
     import torch
 
-    from hpcne.parallel.devices import choose_device, env_local_rank
+    from hpcne.parallel.devices import choose_device, env_local_rank, node_placement
     from hpcne.run import versions
 
     comm = _comm()
-    local = env_local_rank() or 0
-    if comm is not None:
-        from mpi4py import MPI
-
-        local = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()
+    host, local = (socket.gethostname(), env_local_rank() or 0) if comm is None else node_placement(comm)
     device = choose_device(local, {"device": "cuda"}, None, torch.device("cpu"))
-    me = (socket.gethostname(), local, str(device))
+    me = (host, local, str(device))
     everyone = [me] if comm is None else comm.allgather(me)
     if comm is not None and comm.Get_rank() != 0:
         return 0

@@ -50,6 +50,7 @@ import numpy as np
 from hpcne import watchdog
 from hpcne.core import EvalResult, Problem
 from hpcne.parallel import signals
+from hpcne.parallel.devices import node_placement
 from hpcne.parallel.errors import WorkerError, WorkerReleased
 from hpcne.parallel.runtime import place_problem
 from hpcne.parallel.split import contiguous_counts, pieces
@@ -119,10 +120,7 @@ class MPIRuntime:
         evaluates = os.environ.get("HPCNE_MPI_COORDINATOR_EVALUATES", "1") != "0"
         seed, evaluates = self.comm.bcast((problem.seed, evaluates) if self.is_main else None, root=0)
         self.coordinator_evaluates = self.size == 1 or evaluates
-        node = self.comm.Split_type(MPI.COMM_TYPE_SHARED)
-        local_rank = node.Get_rank()
-        node.Free()
-        own_error, report = self._start(int(seed), local_rank)
+        own_error, report = self._start(int(seed), *node_placement(self.comm))
         reports: list[_StartReport] = self.comm.allgather(report)
         self.devices = [(r.host, r.device) for r in reports]
         if self.is_main:
@@ -141,15 +139,15 @@ class MPIRuntime:
                 self.comm.Free()
             raise WorkerReleased
 
-    def _start(self, seed: int, local_rank: int) -> tuple[Exception | None, _StartReport]:
-        """Adopt the seed and place the problem; report the outcome instead of raising."""
+    def _start(self, seed: int, node: str, local_rank: int) -> tuple[Exception | None, _StartReport]:
+        """Adopt the seed and place the problem on ``node`` (its name for the rank map); report the outcome."""
         p = self._problem
         try:
             if not self.is_main:  # workers adopt rank 0's seed (it may have been drawn at random)
                 p.seed = seed
                 p._reseed()
-            host, device = place_problem(p, local_rank, single_threaded=True)
-            return None, _StartReport(host, device, p.solution_length, len(p._sync_buffer()), None)
+            _, device = place_problem(p, local_rank, single_threaded=True)
+            return None, _StartReport(node, device, p.solution_length, len(p._sync_buffer()), None)
         except Exception as err:
             failure = describe_exception(err)
             return err, _StartReport(failure.host, "?", -1, -1, failure.traceback)

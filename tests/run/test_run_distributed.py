@@ -1,5 +1,5 @@
 """`hpcne train --distributed`: the same run as the centralized one, also when a restart switches the mode,
-the backend and the number of MPI ranks."""
+the number of MPI ranks and the split (the pool and serial backends: tests/parallel/test_layouts.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ def test_restarts_across_modes_and_rank_counts_match_the_centralized_serial_run(
     legs = [  # (ranks, arguments): each leg trains to its --generations, the next one resumes
         (2, ["--distributed", "--generations", "6"]),
         (3, ["--no-distributed", "--generations", "11"]),
-        (0, ["--distributed", "--workers", "2", "--generations", "15"]),
         (3, [dynamic, "--distributed", "--generations", str(GENERATIONS)]),
     ]
     for ranks, arguments in legs:
