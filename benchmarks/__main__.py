@@ -10,6 +10,7 @@ Measures:
     evotorch     steps/s and s/generation, hpcne vs EvoTorch 0.6.1 (1 and 2 workers)
     solve        time and interactions to a target return, hpcne vs EvoTorch
     comm         bytes per generation and rank over MPI, measured, and a model to 1,000 ranks
+    scale        centralized vs distributed PGPE up to 10^6 parameters: time split, bytes, peak RSS, model
     machine      the machine and versions (for docs/BENCHMARKS.md)
     setup        create the EvoTorch virtual environment (.bench/evotorch-venv) only
 
@@ -96,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     command = add("comm", "MPI bytes per generation and rank, and a model to 1,000 ranks (30 s)")
     command.add_argument("--ranks", type=_int_list, default=[2, 3, 4])
 
+    command = add("scale", "centralized vs distributed PGPE on 10^4-10^6 parameters (quick: 1 min; full: ~1 h)")
+    command.add_argument("--params", type=_int_list, default=[10_000, 100_000, 1_000_000])
+    command.add_argument("--popsizes", type=_int_list, default=[400, 4000])
+    command.add_argument("--ranks", type=_int_list, default=[1, 2, 3])
+    command.add_argument("--generations", type=int, default=2, help="timed generations after one warm-up")
+
     for name, help_text in (
         ("rollout", "per-core rollout throughput per case or policy backend (options: rollout --help)"),
         ("parallel", "parallel efficiency and MPI coordinator overhead (options: parallel --help)"),
@@ -154,6 +161,12 @@ def run(args: argparse.Namespace) -> str:
         from benchmarks.commvolume import comm_volume
 
         return comm_volume(out, ranks=[2] if args.quick else args.ranks, quick=args.quick)
+    if args.measure == "scale":
+        from benchmarks.scale import scale
+
+        if args.quick:
+            return scale(out, params=[10_000, 100_000], popsizes=[400], ranks=[1, 3], generations=1)
+        return scale(out, params=args.params, popsizes=args.popsizes, ranks=args.ranks, generations=args.generations)
     if args.measure == "setup":
         from benchmarks.evotorch_venv import ensure_evotorch_venv
 

@@ -9,7 +9,8 @@ the pickle's length). hpcne itself is unchanged. Per rank and generation that gi
 - ``Scatterv``: rank 0 sends the other ranks' rows (its own stay in place), each worker receives
   its piece;
 - ``Allreduce``: every rank contributes its buffer and receives the sum (counted as sent and
-  received; how many bytes cross the network depends on MPI's algorithm, see the model).
+  received; how many bytes cross the network depends on MPI's algorithm, see the model);
+- ``Reduce`` (the distributed mode's noise sums): a worker sends its buffer, the root receives one.
 
 The problems are a near-zero-cost ``Problem`` (any parameter count) and, for the synchronised
 observation statistics, ``GymNE`` on CartPole-v1 with ``observation_normalization=True``.
@@ -76,6 +77,13 @@ class CountingComm:
         size = _nbytes(recvbuf)
         self._log("Allreduce", size, size)
         self._comm.Allreduce(sendbuf, recvbuf, op=op)
+
+    def Reduce(self, sendbuf: Any, recvbuf: Any, op: Any = None, root: int = 0) -> None:
+        if self._comm.Get_rank() == root:
+            self._log("Reduce", 0, _nbytes(recvbuf))
+        else:
+            self._log("Reduce", _nbytes(sendbuf), 0)
+        self._comm.Reduce(sendbuf, recvbuf, op=op, root=root)
 
     def Send(self, buf: Any, *args: Any, **kwargs: Any) -> None:
         self._log("Send", _nbytes(buf), 0)

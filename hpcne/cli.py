@@ -74,6 +74,8 @@ def _config_from_args(args: argparse.Namespace, base: dict[str, Any], source: st
         values["observation_normalization"] = args.obs_norm
     if getattr(args, "vectorized", None) is not None:
         values["vectorized"] = args.vectorized
+    if getattr(args, "distributed", None) is not None:
+        values["distributed"] = args.distributed
     options = values.get("algo_options", {})
     if not isinstance(options, dict):
         raise ConfigError(
@@ -312,17 +314,13 @@ def cmd_info(_args: argparse.Namespace) -> int:
     """Versions, MPI library, ranks, hosts and the device map."""
     import torch
 
-    from hpcne.parallel.devices import choose_device, env_local_rank
+    from hpcne.parallel.devices import choose_device, env_local_rank, node_placement
     from hpcne.run import versions
 
     comm = _comm()
-    local = env_local_rank() or 0
-    if comm is not None:
-        from mpi4py import MPI
-
-        local = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()
+    host, local = (socket.gethostname(), env_local_rank() or 0) if comm is None else node_placement(comm)
     device = choose_device(local, {"device": "cuda"}, None, torch.device("cpu"))
-    me = (socket.gethostname(), local, str(device))
+    me = (host, local, str(device))
     everyone = [me] if comm is None else comm.allgather(me)
     if comm is not None and comm.Get_rank() != 0:
         return 0
@@ -359,6 +357,12 @@ def _parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         help="evaluate on gymnasium vector environments (VecGymNE; see docs/VECTORIZED.md)",
     )
+    for command in (train, resume):  # a resume may switch mode: the trajectory is the same
+        command.add_argument(
+            "--distributed",
+            action=argparse.BooleanOptionalAction,
+            help="pgpe/snes/cem: workers generate their own solutions; only fitnesses travel (same results)",
+        )
     train.add_argument("--opt", action="append", metavar="KEY=VALUE", help="an algorithm option (repeatable)")
     report = sub.add_parser("report", help="summary table, learning curves, CSV")
     report.add_argument("run_dirs", nargs="*")

@@ -18,7 +18,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["MUTABLE_KEYS", "ConfigError", "RunConfig", "config_differences", "load_toml"]
+__all__ = ["DISTRIBUTED_ALGOS", "MUTABLE_KEYS", "ConfigError", "RunConfig", "config_differences", "load_toml"]
 
 NAN_POLICIES = ("worst", "error")
 DEFAULT_NETWORK = "Linear(obs_length, 16) >> Tanh() >> Linear(16, act_length)"
@@ -45,6 +45,7 @@ MUTABLE_KEYS = frozenset(
         "hang_timeout",
         "nan_policy",
         "track",
+        "distributed",  # the same trajectory either way: only the cost changes
     }
 )
 
@@ -76,6 +77,9 @@ class RunConfig:
             rank (the CPU where torch sees none).
         algo: Search algorithm: pgpe, snes, xnes, cem, cmaes, ga.
         algo_options: Keyword arguments of the algorithm (popsize, learning rates, ...).
+        distributed: PGPE, SNES and CEM only: every worker generates the solutions it evaluates and
+            sums their noise itself, so only fitnesses and O(parameters) sums travel (the same
+            trajectory as the centralized mode; see docs/PARALLEL.md).
         popsize: Shortcut for ``algo_options["popsize"]``.
         generations: Stop after this many generations.
         target_reward: Stop when the center (or best) policy's evaluation reaches this.
@@ -117,6 +121,7 @@ class RunConfig:
     device: str = "cpu"
     algo: str = "pgpe"
     algo_options: dict[str, Any] = field(default_factory=dict)
+    distributed: bool = False
     popsize: int | None = None
     generations: int | None = 50
     target_reward: float | None = None
@@ -206,6 +211,14 @@ class RunConfig:
             raise ConfigError(str(err)) from None
         if not isinstance(self.algo_options, dict):
             raise ConfigError(f"algo_options must be a table of keyword arguments; got {self.algo_options!r}.")
+        if not isinstance(self.distributed, bool):
+            raise ConfigError(f"distributed must be true or false; got {self.distributed!r}.")
+        if self.distributed and self.algo not in DISTRIBUTED_ALGOS:
+            raise ConfigError(
+                f"distributed = true needs one of {', '.join(DISTRIBUTED_ALGOS)}; {self.algo!r} updates from every "
+                "solution's full parameter vector, so its population is sampled and updated on rank 0. "
+                "Set distributed = false (the default) or choose another algo."
+            )
         self._validate_numbers()
 
     def _validate_numbers(self) -> None:
@@ -240,6 +253,8 @@ class RunConfig:
         options.update(self.algo_options)
         if self.popsize is not None:
             options["popsize"] = self.popsize
+        if self.distributed:
+            options["distributed"] = True
         return options
 
     def default_run_dir(self) -> Path:
@@ -255,6 +270,9 @@ class RunConfig:
         """Inverse of :meth:`to_json`."""
         return cls.from_dict(json.loads(text), source="the saved configuration")
 
+
+# The searchers whose update needs only sums over the noise (a diagonal Gaussian).
+DISTRIBUTED_ALGOS = ("pgpe", "snes", "cem")
 
 # Defaults per algorithm when the user gives no options: chosen so that `hpcne train --env
 # CartPole-v1` solves it in about a minute on 2 cores (see examples/ for other tasks).

@@ -29,6 +29,7 @@ from hpcne.watchdog import beat
 
 if TYPE_CHECKING:
     from hpcne.parallel import Runtime
+    from hpcne.sampling import GaussianSample
     from hpcne.tools.dtypes import DType
 
 __all__ = ["STREAM_EVALUATION", "STREAM_PROBLEM", "STREAM_SEARCHER", "ObjectiveSense", "Problem"]
@@ -367,9 +368,26 @@ class Problem(TensorMakerMixin):
 
     def _evaluate_rows(self, values: torch.Tensor | np.ndarray) -> EvalResult:
         """Evaluate the rows of ``values`` through the runtime and merge the side effects."""
-        started = time.perf_counter()
         array = np.ascontiguousarray(as_numpy(values, self.wire_dtype))
-        result = self.runtime.evaluate(array, self._eval_round)
+        return self._evaluate_round(lambda runtime: runtime.evaluate(array, self._eval_round))
+
+    def evaluate_sampled(self, sample: GaussianSample, popsize: int) -> np.ndarray:
+        """Evaluate ``popsize`` rows of ``sample`` where they are generated (distributed mode).
+
+        Every process generates the rows it evaluates from their indices; only fitnesses travel.
+        ``sample.stream.eval_round`` must be this problem's next evaluation round.
+        """
+        if sample.stream.eval_round != self._eval_round or sample.stream.seed != self.seed:
+            raise ValueError(
+                f"The sample is keyed to seed {sample.stream.seed}, round {sample.stream.eval_round}, but the "
+                f"problem's next evaluation is seed {self.seed}, round {self._eval_round}."
+            )
+        return self._evaluate_round(lambda runtime: runtime.evaluate_sampled(sample, popsize)).fitness
+
+    def _evaluate_round(self, evaluate: Callable[[Runtime], EvalResult]) -> EvalResult:
+        """Run one evaluation round through the runtime; book its time, counters and side effects."""
+        started = time.perf_counter()
+        result = evaluate(self.runtime)
         seconds = time.perf_counter() - started
         self.eval_seconds += seconds
         self.comm_seconds += max(0.0, seconds - self.runtime.compute_seconds)

@@ -80,7 +80,7 @@ class Solution:
     @property
     def values(self) -> torch.Tensor:
         """The decision values (a view into the batch; use :meth:`access_values` to modify them)."""
-        return self._batch.values[self._index]
+        return self._batch._row(self._index)
 
     @property
     def evals(self) -> torch.Tensor:
@@ -105,7 +105,7 @@ class Solution:
     @property
     def dtype(self) -> torch.dtype:
         """The dtype of the decision values."""
-        return self._batch.values.dtype
+        return self._batch.values_dtype
 
     def __len__(self) -> int:
         return self._batch.solution_length
@@ -115,9 +115,10 @@ class Solution:
 
     def access_values(self, *, keep_evals: bool = False) -> torch.Tensor:
         """The values for in-place modification; this forgets the evaluation unless ``keep_evals``."""
+        row = self._batch.access_values(keep_evals=True)[self._index]  # a generated batch refuses here
         if not keep_evals:
             self._batch.evals[self._index].fill_(math.nan)
-        return self._batch.values[self._index]
+        return row
 
     def access_evals(self, obj_index: int | None = None) -> torch.Tensor:
         """The evaluation row for in-place modification, or its element ``obj_index``."""
@@ -221,6 +222,10 @@ class SolutionBatch:
     def evals(self) -> torch.Tensor:
         """The evaluations, shape ``(popsize, 1 + eval_data_length)``; NaN where not evaluated."""
         return self._evals
+
+    def _row(self, index: int) -> torch.Tensor:
+        """The values of one solution (a view where the batch stores its values)."""
+        return self._values[index]
 
     @property
     def values_shape(self) -> torch.Size:
@@ -329,11 +334,11 @@ class SolutionBatch:
     def take(self, indices: Sequence[int] | torch.Tensor) -> SolutionBatch:
         """Return a new batch holding copies of the chosen rows."""
         idx = torch.as_tensor(indices, dtype=torch.long)
-        return self._view(self._problem, self._values[idx].clone(), self._evals[idx].clone())
+        return SolutionBatch._view(self._problem, self._values[idx].clone(), self._evals[idx].clone())
 
     def clone(self) -> SolutionBatch:
         """An independent copy (its own storage; the same problem)."""
-        return self._view(self._problem, self._values.clone(), self._evals.clone())
+        return SolutionBatch._view(self._problem, self._values.clone(), self._evals.clone())
 
     def __copy__(self) -> SolutionBatch:
         return self.clone()
@@ -348,7 +353,7 @@ class SolutionBatch:
             raise ValueError("SolutionBatch.cat needs at least one batch.")
         parts = [b.to_batch() if isinstance(b, Solution) else b for b in batches]
         problem = parts[0].problem
-        return cls._view(problem, torch.cat([b.values for b in parts]), torch.cat([b.evals for b in parts]))
+        return SolutionBatch._view(problem, torch.cat([b.values for b in parts]), torch.cat([b.evals for b in parts]))
 
     def __len__(self) -> int:
         return self._values.shape[0]

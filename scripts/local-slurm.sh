@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# local-slurm.sh — a real, single-node SLURM cluster on this machine, for trying
-# hpcne's batch scripts (and for the tests in tests/slurm/) without a cluster.
+# local-slurm.sh — a real SLURM cluster on this machine, for trying hpcne's batch
+# scripts (and for the tests in tests/slurm/) without a cluster: one node, or several
+# emulated nodes (one slurmd each, HPCNE_SLURM_NODES) for multi-node jobs.
 #
 # Usage:
 #   sudo scripts/local-slurm.sh start    # install if needed, configure, start, wait until the node is idle
@@ -29,7 +30,13 @@
 #                              config_overrides) to try scripts that ask for
 #                              more ranks than this machine has   [detected]
 #   HPCNE_SLURMCTLD_PORT       slurmctld port                     [6817]
-#   HPCNE_SLURMD_PORT          slurmd port                        [6818]
+#   HPCNE_SLURMD_PORT          slurmd port (of the first node)    [6818]
+#   HPCNE_SLURM_NODES          emulated nodes: N > 1 starts N slurmd daemons
+#                              (`slurmd -N <host>-1` ... `<host>-N`, ports
+#                              HPCNE_SLURMD_PORT, +1, ...), each with all of
+#                              this machine's CPUs, so that `sbatch --nodes=2`
+#                              and `srun -N 2` place tasks on two SLURM nodes
+#                              (SLURM_NODEID 0 and 1)               [1]
 #   HPCNE_SLURM_CRED_EXPIRE    job credential lifetime in seconds; it is also how
 #                              long a requeued job waits before it may start again
 #                              (SLURM's default is 120 s; values below 5 are
@@ -52,9 +59,11 @@ SLURMD_PORT="${HPCNE_SLURMD_PORT:-6818}"
 CRED_EXPIRE="${HPCNE_SLURM_CRED_EXPIRE:-5}"
 START_TIMEOUT="${HPCNE_SLURM_START_TIMEOUT:-60}"
 PARTITION="debug"
+NODES="${HPCNE_SLURM_NODES:-1}"
 # The node is named like the machine, as slurmd expects (`slurmd -N` is passed too).
-NODE="$(hostname -s 2>/dev/null || uname -n)"
-NODE="${NODE%%.*}"
+HOST="$(hostname -s 2>/dev/null || uname -n)"
+HOST="${HOST%%.*}"
+NODE="$HOST"
 CLUSTER="hpcne-local"
 
 # Clients run from this script (sinfo, scontrol, scancel) use the generated config.
@@ -75,6 +84,39 @@ show_log() {
         tail -n 25 "$file" >&2
         printf -- '---\n' >&2
     fi
+}
+
+[[ "$NODES" =~ ^[1-9][0-9]?$ ]] || die "HPCNE_SLURM_NODES must be a number of nodes from 1 to 99; got '$NODES'"
+
+# The node names: the machine's name for one node, <host>-1 ... <host>-N for several.
+node_names() {
+    local i
+    if ((NODES == 1)); then
+        echo "$NODE"
+    else
+        for ((i = 1; i <= NODES; i++)); do echo "$HOST-$i"; done
+    fi
+}
+
+# The slurmd daemons' names for pid_file/daemon_pid: one per node.
+slurmd_daemons() {
+    local name
+    if ((NODES == 1)); then
+        echo slurmd
+    else
+        for name in $(node_names); do echo "slurmd-$name"; done
+    fi
+}
+
+all_slurmd_running() {
+    local d
+    for d in $(slurmd_daemons); do is_running "$d" || return 1; done
+}
+
+any_slurmd_running() {
+    local d
+    for d in $(slurmd_daemons); do is_running "$d" && return 0; done
+    return 1
 }
 
 # Root is needed to install packages and run slurmd.  A non-root user with password-less
@@ -122,7 +164,7 @@ daemon_pid() {
     pid="$(tr -dc '0-9' <"$file")"
     [[ -n "$pid" ]] && proc_alive "$pid" || return 1
     comm="$(cat "/proc/$pid/comm" 2>/dev/null)" || return 1
-    [[ "$comm" == "$name"* ]] || return 1
+    [[ "$comm" == "${name%%-*}"* ]] || return 1  # slurmd-<node> runs as slurmd
     echo "$pid"
 }
 
@@ -149,20 +191,33 @@ stop_daemon() {
     log "stopped $name (pid $pid)"
 }
 
-# The node's state as sinfo prints it: idle, mix, alloc, comp, idle*, down*, drain...
+stop_slurmds() {
+    local d
+    for d in $(slurmd_daemons); do stop_daemon "$d"; done
+}
+
+# The log file of a node's slurmd.
+slurmd_log() {
+    if ((NODES == 1)); then echo "$LOG_DIR/slurmd.log"; else echo "$LOG_DIR/slurmd-$1.log"; fi
+}
+
+# A node's state as sinfo prints it: idle, mix, alloc, comp, idle*, down*, drain...
 node_state() {
-    { sinfo -h -N -n "$NODE" -o '%t' 2>/dev/null || true; } | head -n 1
+    { sinfo -h -N -n "${1:-$NODE}" -o '%t' 2>/dev/null || true; } | head -n 1
 }
 
 node_ok() {
-    case "$(node_state)" in
-        idle | mix | alloc | comp) return 0 ;;
-        *) return 1 ;;
-    esac
+    local name
+    for name in $(node_names); do
+        case "$(node_state "$name")" in
+            idle | mix | alloc | comp) ;;
+            *) return 1 ;;
+        esac
+    done
 }
 
 healthy() {
-    is_running munged && is_running slurmctld && is_running slurmd \
+    is_running munged && is_running slurmctld && all_slurmd_running \
         && scontrol ping >/dev/null 2>&1 && node_ok
 }
 
@@ -220,7 +275,26 @@ node_line() {
         cpus="$HPCNE_SLURM_CPUS" sockets=1 cores="$HPCNE_SLURM_CPUS" threads=1
     fi
     # NodeAddr=127.0.0.1: never depend on the hostname resolving to a reachable address.
-    echo "NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus Sockets=$sockets CoresPerSocket=$cores ThreadsPerCore=$threads RealMemory=$mem State=UNKNOWN"
+    local hardware="CPUs=$cpus Sockets=$sockets CoresPerSocket=$cores ThreadsPerCore=$threads RealMemory=$mem"
+    if ((NODES == 1)); then
+        echo "NodeName=$NODE NodeAddr=127.0.0.1 $hardware State=UNKNOWN"
+        return 0
+    fi
+    # Emulated nodes share this machine: one slurmd each, on its own port.
+    local i=0 name
+    for name in $(node_names); do
+        echo "NodeName=$name NodeHostname=$HOST NodeAddr=127.0.0.1 Port=$((SLURMD_PORT + i)) $hardware State=UNKNOWN"
+        i=$((i + 1))
+    done
+}
+
+# Where each slurmd keeps its pid, spool and log: one set per emulated node (%n: its name).
+slurmd_paths() {
+    local suffix=""
+    ((NODES == 1)) || suffix="-%n"
+    echo "SlurmdSpoolDir=$STATE_DIR/spool$suffix"
+    echo "SlurmdPidFile=$RUN_DIR/slurmd$suffix.pid"
+    echo "SlurmdLogFile=$LOG_DIR/slurmd$suffix.log"
 }
 
 render_conf() {
@@ -246,11 +320,9 @@ CredType=cred/munge
 AuthInfo=socket=$MUNGE_SOCKET,cred_expire=$CRED_EXPIRE
 
 StateSaveLocation=$STATE_DIR/state
-SlurmdSpoolDir=$STATE_DIR/spool
 SlurmctldPidFile=$RUN_DIR/slurmctld.pid
-SlurmdPidFile=$RUN_DIR/slurmd.pid
 SlurmctldLogFile=$LOG_DIR/slurmctld.log
-SlurmdLogFile=$LOG_DIR/slurmd.log
+$(slurmd_paths)
 SlurmctldDebug=info
 SlurmdDebug=info
 
@@ -290,7 +362,7 @@ ReturnToService=2
 JobRequeue=1
 
 $(node_line)
-PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
+PartitionName=$PARTITION Nodes=$(node_names | paste -sd,) Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
 EOF
 }
 
@@ -364,33 +436,47 @@ start_slurmctld() {
 }
 
 start_slurmd() {
-    is_running slurmd && return 0
-    if ! slurmd -f "$CONF" -N "$NODE" >"$LOG_DIR/slurmd.start.out" 2>&1; then
-        cat "$LOG_DIR/slurmd.start.out" >&2
-        show_log "$LOG_DIR/slurmd.log"
-        die "slurmd failed to start"
-    fi
-    log "slurmd started"
+    local name daemon log_file
+    for name in $(node_names); do
+        daemon="slurmd" log_file="$(slurmd_log "$name")"
+        if ((NODES > 1)); then
+            daemon="slurmd-$name"
+            mkdir -p "$STATE_DIR/spool-$name"
+        fi
+        is_running "$daemon" && continue
+        if ! slurmd -f "$CONF" -N "$name" >"$LOG_DIR/$daemon.start.out" 2>&1; then
+            cat "$LOG_DIR/$daemon.start.out" >&2
+            show_log "$log_file"
+            die "slurmd for node $name failed to start"
+        fi
+        log "slurmd for node $name started"
+    done
 }
 
-# Wait (bounded) until the node is usable.  A node left DOWN or DRAINED by an
+# Wait (bounded) until every node is usable.  A node left DOWN or DRAINED by an
 # earlier run (e.g. "Kill task failed", "Not responding") is resumed.
 wait_for_node() {
-    local deadline=$((SECONDS + START_TIMEOUT)) state=""
+    local deadline=$((SECONDS + START_TIMEOUT)) state="" name waiting
     while ((SECONDS < deadline)); do
-        state="$(node_state)"
-        case "$state" in
-            idle | mix | alloc | comp)
-                log "node $NODE is $state (partition $PARTITION)"
-                return 0
-                ;;
-            down | drain | drng | drain* | fail | failg | inval)
-                scontrol update NodeName="$NODE" State=RESUME >/dev/null 2>&1 || true
-                ;;
-        esac
-        if ! is_running slurmd; then
-            show_log "$LOG_DIR/slurmd.log"
-            die "slurmd exited"
+        waiting=""
+        for name in $(node_names); do
+            state="$(node_state "$name")"
+            case "$state" in
+                idle | mix | alloc | comp) continue ;;
+                down | drain | drng | drain* | fail | failg | inval)
+                    scontrol update NodeName="$name" State=RESUME >/dev/null 2>&1 || true
+                    ;;
+            esac
+            waiting="$name"
+            break
+        done
+        if [[ -z "$waiting" ]]; then
+            log "node(s) $(node_names | paste -sd,) ready (partition $PARTITION)"
+            return 0
+        fi
+        if ! all_slurmd_running; then
+            show_log "$(slurmd_log "$waiting")"
+            die "a slurmd exited"
         fi
         if ! is_running slurmctld; then
             show_log "$LOG_DIR/slurmctld.log"
@@ -398,9 +484,9 @@ wait_for_node() {
         fi
         sleep 0.5
     done
-    err "node $NODE not idle after ${START_TIMEOUT}s (state: ${state:-unknown})"
-    scontrol show node "$NODE" >&2 2>/dev/null || true
-    show_log "$LOG_DIR/slurmd.log"
+    err "node $waiting not idle after ${START_TIMEOUT}s (state: ${state:-unknown})"
+    scontrol show node "$waiting" >&2 2>/dev/null || true
+    show_log "$(slurmd_log "$waiting")"
     show_log "$LOG_DIR/slurmctld.log"
     exit 1
 }
@@ -426,9 +512,9 @@ cmd_start() {
     # A configuration change (new script version, HPCNE_SLURM_CPUS...) is applied
     # by restarting the slurm daemons; munged does not depend on it.
     if [[ -f "$CONF" && "$(cat "$CONF")" != "$new_conf" ]] \
-        && { is_running slurmctld || is_running slurmd; }; then
+        && { is_running slurmctld || any_slurmd_running; }; then
         log "configuration changed: restarting slurmctld and slurmd"
-        stop_daemon slurmd
+        stop_slurmds
         stop_daemon slurmctld
     fi
 
@@ -446,7 +532,7 @@ cmd_start() {
 }
 
 cmd_stop() {
-    if ! is_running munged && ! is_running slurmctld && ! is_running slurmd; then
+    if ! is_running munged && ! is_running slurmctld && ! any_slurmd_running; then
         log "not running"
         return 0
     fi
@@ -466,7 +552,7 @@ cmd_stop() {
             done
         fi
     fi
-    stop_daemon slurmd
+    stop_slurmds
     stop_daemon slurmctld
     stop_daemon munged
     rm -f "$MUNGE_SOCKET" "$MUNGE_SOCKET.lock"
@@ -474,7 +560,7 @@ cmd_stop() {
 
 cmd_status() {
     local name pid rc=0
-    for name in munged slurmctld slurmd; do
+    for name in munged slurmctld $(slurmd_daemons); do
         if pid="$(daemon_pid "$name")"; then
             printf '%-10s running (pid %s)\n' "$name" "$pid"
         else

@@ -23,6 +23,7 @@ class CEM(GaussianSearchAlgorithm):
     """
 
     name: ClassVar[str] = "cem"
+    _updates_from_sums: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -57,7 +58,8 @@ class CEM(GaussianSearchAlgorithm):
             stdev_max: Upper limit of the stdev.
             stdev_max_change: Largest relative stdev change per step (None for no limit).
             obj_index: None or 0.
-            distributed: Accepted for EvoTorch compatibility; no effect.
+            distributed: Generate and evaluate each solution on the process that evaluates it; only
+                fitnesses and ``O(d)`` sums travel. Same trajectory as ``False``, bit for bit.
         """
         super().__init__(
             problem,
@@ -82,8 +84,15 @@ class CEM(GaussianSearchAlgorithm):
                 "elite(s); at least 2 are needed to estimate a stdev. Raise popsize or parenthood_ratio."
             )
 
-    def _update(self, noise: torch.Tensor) -> None:
+    def _weights(self) -> torch.Tensor:
         elites = best_first(self.population.evals[:, 0], higher_is_better=self._higher_is_better)[: self.num_parents]
-        samples = self._values_from_noise(noise[elites])
-        self.center = samples.mean(dim=0)
-        self.stdev = self._limited(samples.std(dim=0))
+        weights = torch.zeros(len(self.population), dtype=torch.float64)
+        weights[elites] = 1 / self.num_parents
+        return weights
+
+    def _update_from_sums(self, noise_sum: torch.Tensor, squares_sum: torch.Tensor, weight_sum: float) -> None:
+        # The elites' z have mean noise_sum and mean square squares_sum; x = center + stdev * z per dimension.
+        k = self.num_parents
+        variance = torch.clamp(squares_sum - noise_sum**2, min=0) * (k / (k - 1))
+        self.center = self.center + self.stdev * noise_sum
+        self.stdev = self._limited(self.stdev * torch.sqrt(variance))

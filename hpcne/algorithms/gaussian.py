@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from hpcne.algorithms.base import SearchAlgorithm, check_int, check_obj_index, check_positive
 from hpcne.algorithms.optimizers import CenterOptimizer, make_optimizer
 from hpcne.algorithms.ranking import check_ranking_method, rank
 from hpcne.core import Problem, Solution, SolutionBatch
+from hpcne.sampling import GaussianSample, NoiseStream, SampledBatch, from_fixed, noise_sums, scales
 
 __all__ = [
     "GaussianSearchAlgorithm",
@@ -121,13 +123,19 @@ def limit_stdev(
 class GaussianSearchAlgorithm(SearchAlgorithm):
     """Base of the searchers that sample ``center + stdev * z`` and update the distribution from ``z``.
 
-    A step samples (and, with ``num_interactions``, keeps sampling) populations, evaluates them, and
-    hands the standard-normal noise ``z`` of the whole population to the subclass's :meth:`_update`.
-    ``stdev`` is a vector, or a matrix ``A`` (``x = center + A z``) for XNES.
+    A step samples (and, with ``num_interactions``, keeps sampling) populations and evaluates them.
+    PGPE, SNES and CEM (``_updates_from_sums``) draw solution ``i`` of round ``r`` from the stream
+    keyed by ``(seed, r, i)`` and update from exact sums over the noise (:mod:`hpcne.sampling`), in
+    one process or, with ``distributed=True``, wherever the solutions are evaluated. XNES draws the
+    population from the searcher's generator and hands its noise to :meth:`_update`; its ``stdev``
+    is a matrix ``A`` (``x = center + A z``).
     """
 
     _state_attrs: ClassVar[tuple[str, ...]] = ("center", "stdev", "optimizer")
     internal_dtype: ClassVar[torch.dtype | None] = None
+    _updates_from_sums: ClassVar[bool] = False
+    """The update needs only ``sum w z`` and ``sum w z**2`` (a diagonal stdev): such a searcher samples
+    from the counter-based stream of :mod:`hpcne.sampling` and can run distributed."""
 
     def __init__(
         self,
@@ -170,8 +178,12 @@ class GaussianSearchAlgorithm(SearchAlgorithm):
             stdev_max_change: Largest relative stdev change per step (scalar or vector).
             symmetric: Sample mirrored pairs ``center +- z`` (interleaved +, -).
             obj_index: None or 0 (EvoTorch compatibility; problems have a single objective).
-            distributed: Accepted for EvoTorch compatibility; it has no effect, as hpcne always
-                computes the update centrally from the gathered fitnesses.
+            distributed: Generate, evaluate and reduce each solution where it is evaluated, so that
+                only fitnesses and ``O(d)`` sums travel (searchers with a diagonal stdev only). The
+                trajectory is the same as the centralized one's, bit for bit.
+
+        Raises:
+            ValueError: ``distributed=True`` for a searcher whose update needs the whole population.
         """
         super().__init__(problem, center=self._get_center, stdev=self._get_stdev)
         d = problem.solution_length
@@ -195,7 +207,13 @@ class GaussianSearchAlgorithm(SearchAlgorithm):
         self.popsize_max = None if popsize_max is None else check_int("popsize_max", popsize_max, minimum=self.popsize)
         self.ranking_method = check_ranking_method(ranking_method)
         check_obj_index(obj_index)
-        del distributed  # accepted for EvoTorch compatibility; updates are always computed centrally
+        if distributed and not self._updates_from_sums:
+            raise ValueError(
+                f"{type(self).__name__} cannot run distributed: its update needs every solution's full noise "
+                "vector (a full covariance or shape matrix), so the population must be on one process. "
+                "Leave distributed=False, or use PGPE, SNES or CEM, whose updates need only sums over the noise."
+            )
+        self.distributed = bool(distributed)
         self.center = initial_center(problem, center_init, self._dtype)
         self.stdev = initial_stdev(stdev_init, radius_init, d, self._dtype)
         self.stdev_min, self.stdev_max, self.stdev_max_change = (
@@ -220,6 +238,14 @@ class GaussianSearchAlgorithm(SearchAlgorithm):
         """Update the distribution from the evaluated population and its standard-normal ``noise``."""
         raise NotImplementedError
 
+    def _weights(self) -> torch.Tensor:
+        """Per-solution weights ``w`` of the update's noise sums (searchers with ``_updates_from_sums``)."""
+        raise NotImplementedError
+
+    def _update_from_sums(self, noise_sum: torch.Tensor, squares_sum: torch.Tensor, weight_sum: float) -> None:
+        """Update the distribution from ``sum_i w_i z_i``, ``sum_i w_i z_i**2`` and ``sum_i w_i``."""
+        raise NotImplementedError
+
     def _values_from_noise(self, noise: torch.Tensor) -> torch.Tensor:
         """Map standard-normal rows to solutions (``center + stdev * z`` for a stdev vector)."""
         return self.center + self.stdev * noise
@@ -227,25 +253,40 @@ class GaussianSearchAlgorithm(SearchAlgorithm):
     # --------------------------------------------------------------- helpers
     def _step(self) -> None:
         """Sample and evaluate a population, then update the distribution from it."""
-        self._update(self._sample_and_evaluate())
+        keys = self._sample_and_evaluate()
+        if not self._updates_from_sums:
+            self._update(torch.cat(keys))
+            return
+        weights = self._weights().detach().cpu().numpy().astype(np.float64)
+        exponents = scales(weights, symmetric=self.symmetric)
+        sums = [np.zeros(self.problem.solution_length, np.uint64) for _ in range(2)]
+        for number, sample in enumerate(keys):  # adaptive popsize: one sample per batch of popsize
+            batch_weights = weights[number * self.popsize : (number + 1) * self.popsize]
+            if self.distributed:
+                parts = self.problem.runtime.noise_sums(sample.stream, batch_weights, exponents)
+            else:
+                parts = noise_sums(sample.stream, batch_weights, exponents, 0, sample.stream.units(self.popsize))
+            for total, part in zip(sums, parts):
+                total += part
+        noise_sum, squares_sum = (
+            torch.from_numpy(from_fixed(total, exponent)).to(self._dtype).to(self.center.device)
+            for total, exponent in zip(sums, exponents)
+        )
+        self._update_from_sums(noise_sum, squares_sum, float(weights.sum()))
 
-    def _sample_and_evaluate(self) -> torch.Tensor:
-        """Sample and evaluate the population (more batches with ``num_interactions``); return its noise."""
+    def _sample_and_evaluate(self) -> list[Any]:
+        """Sample and evaluate the population (more batches with ``num_interactions``).
+
+        Returns:
+            Per batch: its standard-normal noise (a tensor), or its :class:`GaussianSample` for the
+            searchers that update from noise sums.
+        """
         counted = self.num_interactions is not None
         interactions_before = self.problem.status["total_interaction_count"] if counted else 0
-        noises, batches = [], []
+        keys, batches = [], []
         while True:
-            noise = self.problem.make_gaussian(
-                self.popsize,
-                self.problem.solution_length,
-                dtype=self._dtype,
-                device=self.center.device,
-                symmetric=self.symmetric,
-                generator=self._generator,
-            )
-            batch = SolutionBatch(self.problem, values=self._values_from_noise(noise))
-            self.problem.evaluate(batch)
-            noises.append(noise)
+            batch, key = self._sample_batch() if self._updates_from_sums else self._draw_batch()
+            keys.append(key)
             batches.append(batch)
             if not counted:
                 break
@@ -253,8 +294,42 @@ class GaussianSearchAlgorithm(SearchAlgorithm):
                 break
             if self.problem.status["total_interaction_count"] - interactions_before > self.num_interactions:
                 break
-        self.population = SolutionBatch.cat(batches) if len(batches) > 1 else batches[0]
-        return torch.cat(noises)
+        if len(batches) == 1:
+            self.population = batches[0]
+        elif isinstance(batches[0], SampledBatch):
+            self.population = SampledBatch.join(batches)
+        else:
+            self.population = SolutionBatch.cat(batches)
+        return keys
+
+    def _draw_batch(self) -> tuple[SolutionBatch, torch.Tensor]:
+        """Draw ``popsize`` noise rows from the searcher's generator; evaluate them as one batch."""
+        noise = self.problem.make_gaussian(
+            self.popsize,
+            self.problem.solution_length,
+            dtype=self._dtype,
+            device=self.center.device,
+            symmetric=self.symmetric,
+            generator=self._generator,
+        )
+        batch = SolutionBatch(self.problem, values=self._values_from_noise(noise))
+        self.problem.evaluate(batch)
+        return batch, noise
+
+    def _sample_batch(self) -> tuple[SolutionBatch, GaussianSample]:
+        """Evaluate ``popsize`` solutions of the counter-based stream of the next evaluation round.
+
+        Distributed: every process generates and evaluates its own rows; only fitnesses come back.
+        Centralized: the rows are generated here and sent out. The rows have the same bits.
+        """
+        p = self.problem
+        stream = NoiseStream(p.seed, p._eval_round, p.solution_length, self.symmetric)
+        sample = GaussianSample(stream, self.center.detach().cpu().numpy(), self.stdev.detach().cpu().numpy())
+        if self.distributed:
+            return SampledBatch(p, [(sample, self.popsize)], p.evaluate_sampled(sample, self.popsize)), sample
+        batch = SolutionBatch(p, values=torch.from_numpy(sample.rows(0, self.popsize)))
+        p.evaluate(batch)
+        return batch, sample
 
     def _utilities(self) -> torch.Tensor:
         """Ranked utilities of the population (higher is better), in the internal dtype."""

@@ -55,6 +55,7 @@ class PGPE(GaussianSearchAlgorithm):
     """
 
     name: ClassVar[str] = "pgpe"
+    _updates_from_sums: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -100,7 +101,8 @@ class PGPE(GaussianSearchAlgorithm):
             stdev_max_change: Largest relative stdev change per step (None for no limit).
             symmetric: Sample mirrored pairs.
             obj_index: None or 0.
-            distributed: Accepted for EvoTorch compatibility; no effect (updates are central).
+            distributed: Generate and evaluate each solution on the process that evaluates it; only
+                fitnesses and ``O(d)`` sums travel. Same trajectory as ``False``, bit for bit.
         """
         super().__init__(
             problem,
@@ -123,10 +125,14 @@ class PGPE(GaussianSearchAlgorithm):
         )
         self.stdev_learning_rate = check_positive("stdev_learning_rate", stdev_learning_rate)
 
-    def _update(self, noise: torch.Tensor) -> None:
+    def _weights(self) -> torch.Tensor:
         utilities = self._utilities()
         if self.ranking_method not in ("centered", "normalized"):
             utilities = utilities - utilities.mean()
-        grad_center, grad_stdev = pgpe_gradients(self.stdev * noise, utilities, self.stdev, symmetric=self.symmetric)
-        self._move_center(grad_center)
+        return utilities / len(utilities)
+
+    def _update_from_sums(self, noise_sum: torch.Tensor, squares_sum: torch.Tensor, weight_sum: float) -> None:
+        # pgpe_gradients with s = stdev * z and u / n folded into the weights (pairs: (u+ -+ u-) / 2m).
+        self._move_center(self.stdev * noise_sum)
+        grad_stdev = self.stdev * (squares_sum - weight_sum)
         self.stdev = self._limited(self.stdev + self.stdev_learning_rate * grad_stdev)

@@ -22,6 +22,7 @@ class SNES(GaussianSearchAlgorithm):
     """
 
     name: ClassVar[str] = "snes"
+    _updates_from_sums: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -69,7 +70,8 @@ class SNES(GaussianSearchAlgorithm):
             stdev_max_change: Largest relative stdev change per step.
             symmetric: Sample mirrored pairs (popsize must then be even).
             obj_index: None or 0.
-            distributed: Accepted for EvoTorch compatibility; no effect.
+            distributed: Generate and evaluate each solution on the process that evaluates it; only
+                fitnesses and ``O(d)`` sums travel. Same trajectory as ``False``, bit for bit.
         """
         n = problem.solution_length
         super().__init__(
@@ -98,9 +100,10 @@ class SNES(GaussianSearchAlgorithm):
             scale=scale_learning_rate,
         )
 
-    def _update(self, noise: torch.Tensor) -> None:
-        utilities = self._nes_utilities()
-        self._move_center(self.stdev * (utilities @ noise))
-        self.stdev = self._limited(
-            self.stdev * torch.exp(0.5 * self.stdev_learning_rate * (utilities @ (noise**2 - 1)))
-        )
+    def _weights(self) -> torch.Tensor:
+        return self._nes_utilities()
+
+    def _update_from_sums(self, noise_sum: torch.Tensor, squares_sum: torch.Tensor, weight_sum: float) -> None:
+        # u @ z and u @ (z**2 - 1) = sum u z**2 - sum u.
+        self._move_center(self.stdev * noise_sum)
+        self.stdev = self._limited(self.stdev * torch.exp(0.5 * self.stdev_learning_rate * (squares_sum - weight_sum)))

@@ -67,7 +67,7 @@ class XNES(GaussianSearchAlgorithm):
                 by their absolute sum.
             center_init: Initial centre; a random point in the initial bounds when None.
             obj_index: None or 0.
-            distributed: Accepted for EvoTorch compatibility; no effect.
+            distributed: Refused (ValueError): the update of the shape matrix needs every noise vector.
         """
         d = problem.solution_length
         super().__init__(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any
 
 import torch
 
-__all__ = ["choose_device", "env_local_rank", "wants_gpu"]
+__all__ = ["choose_device", "env_local_rank", "node_placement", "wants_gpu"]
 
 _LOCAL_RANK_VARS = ("SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "LOCAL_RANK")
 
@@ -19,6 +20,31 @@ def env_local_rank() -> int | None:
         if value is not None and value.strip().isdigit():
             return int(value)
     return None
+
+
+def node_placement(comm: Any) -> tuple[str, int]:
+    """This MPI rank's node name and node-local rank (collective: every rank of ``comm`` calls it).
+
+    Under ``srun`` with one task per rank (``SLURM_PROCID`` and the step's task count match the
+    communicator), SLURM's own view: ``SLURMD_NODENAME`` and ``SLURM_LOCALID``; that also holds
+    for emulated nodes that share one machine (``HPCNE_SLURM_NODES`` in scripts/local-slurm.sh).
+    Otherwise (``mpiexec``, or a launcher that starts one SLURM task per node) the host name and
+    the rank among the ranks that share memory with this one.
+    """
+    from mpi4py import MPI
+
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    local_rank = node.Get_rank()
+    node.Free()
+    env = os.environ
+    try:
+        task = int(env["SLURM_PROCID"]), int(env.get("SLURM_STEP_NUM_TASKS", env["SLURM_NTASKS"]))
+        name, slurm_local = env["SLURMD_NODENAME"], int(env["SLURM_LOCALID"])
+    except (KeyError, ValueError):
+        return socket.gethostname(), local_rank
+    if task != (comm.Get_rank(), comm.Get_size()):
+        return socket.gethostname(), local_rank
+    return name, slurm_local
 
 
 def wants_gpu(actor_config: dict[str, Any], num_gpus_per_actor: Any, device: torch.device) -> bool:

@@ -18,6 +18,18 @@ One evaluation round:
              seconds each rank spent evaluating] (each rank fills in its own rows' fitnesses and its
              own seconds, zeros elsewhere: the sum is exact)
 
+Distributed mode (PGPE, SNES and CEM with ``distributed=True``; see :mod:`hpcne.sampling`): no
+parameter rows travel, only ``O(d + popsize)`` numbers per rank.
+
+    rank 0:  Bcast the header as above, then [centre | stdev | symmetric] (wire dtype)
+    static:  each rank generates its contiguous share of rows from their indices, a chunk at a time
+    dynamic: as above, but a piece travels as (start, stop) alone
+    all:     the same Allreduce
+  then the update's noise sums:
+    rank 0:  Bcast [NOISE_SUMS, round, n], then [weights | exponents, symmetric] (float64)
+    all:     fixed-point sums over a contiguous share of the units; Reduce (uint64 SUM: exact,
+             so any split gives the same bits) to rank 0, which applies the update
+
 A failure travels as a flag in the Allreduce (and stops further dynamic pieces); the ranks
 then gather the failure texts to rank 0, which raises :class:`WorkerError`. Every round thus
 ends with every rank out of its collectives, and the runtime stays usable.
@@ -38,14 +50,16 @@ import numpy as np
 from hpcne import watchdog
 from hpcne.core import EvalResult, Problem
 from hpcne.parallel import signals
+from hpcne.parallel.devices import node_placement
 from hpcne.parallel.errors import WorkerError, WorkerReleased
 from hpcne.parallel.runtime import place_problem
 from hpcne.parallel.split import contiguous_counts, pieces
 from hpcne.parallel.worker import Failure, describe_exception, evaluate_piece
+from hpcne.sampling import GaussianSample, NoiseStream, noise_sums
 
 __all__ = ["MPIRuntime"]
 
-CMD_STOP, CMD_EVAL, CMD_EVAL_DYNAMIC = 0, 1, 2
+CMD_STOP, CMD_EVAL, CMD_EVAL_DYNAMIC, CMD_EVAL_SAMPLED, CMD_EVAL_SAMPLED_DYNAMIC, CMD_NOISE_SUMS = range(6)
 TAG_RESULT, TAG_WORK = 11, 12
 _HEAD = 3  # command, round, n
 _TAIL = 5  # episodes, interactions, pieces with an obs delta, failures, stop requests
@@ -106,10 +120,7 @@ class MPIRuntime:
         evaluates = os.environ.get("HPCNE_MPI_COORDINATOR_EVALUATES", "1") != "0"
         seed, evaluates = self.comm.bcast((problem.seed, evaluates) if self.is_main else None, root=0)
         self.coordinator_evaluates = self.size == 1 or evaluates
-        node = self.comm.Split_type(MPI.COMM_TYPE_SHARED)
-        local_rank = node.Get_rank()
-        node.Free()
-        own_error, report = self._start(int(seed), local_rank)
+        own_error, report = self._start(int(seed), *node_placement(self.comm))
         reports: list[_StartReport] = self.comm.allgather(report)
         self.devices = [(r.host, r.device) for r in reports]
         if self.is_main:
@@ -129,15 +140,15 @@ class MPIRuntime:
                 self.comm.Free()
             raise WorkerReleased
 
-    def _start(self, seed: int, local_rank: int) -> tuple[Exception | None, _StartReport]:
-        """Adopt the seed and place the problem; report the outcome instead of raising."""
+    def _start(self, seed: int, node: str, local_rank: int) -> tuple[Exception | None, _StartReport]:
+        """Adopt the seed and place the problem on ``node`` (its name for the rank map); report the outcome."""
         p = self._problem
         try:
             if not self.is_main:  # workers adopt rank 0's seed (it may have been drawn at random)
                 p.seed = seed
                 p._reseed()
-            host, device = place_problem(p, local_rank, single_threaded=True)
-            return None, _StartReport(host, device, p.solution_length, len(p._sync_buffer()), None)
+            _, device = place_problem(p, local_rank, single_threaded=True)
+            return None, _StartReport(node, device, p.solution_length, len(p._sync_buffer()), None)
         except Exception as err:
             failure = describe_exception(err)
             return err, _StartReport(failure.host, "?", -1, -1, failure.traceback)
@@ -176,34 +187,74 @@ class MPIRuntime:
     # ---------------------------------------------------------------- rank 0
     def evaluate(self, values: np.ndarray, eval_round: int) -> EvalResult:
         """Evaluate the rows across all ranks (rank 0 only)."""
+        dynamic = self._begin_round((CMD_EVAL, CMD_EVAL_DYNAMIC), eval_round, len(values))
+        if dynamic:
+            first, (local, failure) = 0, self._coordinate_dynamic(values, len(values), eval_round)
+        else:
+            first, local, failure = self._scatter(values, eval_round, len(values))
+        return self._end_round(len(values), first, local, failure)
+
+    def evaluate_sampled(self, sample: GaussianSample, popsize: int) -> EvalResult:
+        """Evaluate rows ``0..popsize-1`` of ``sample``; each rank generates the rows it evaluates (rank 0 only)."""
+        eval_round = sample.stream.eval_round
+        dynamic = self._begin_round((CMD_EVAL_SAMPLED, CMD_EVAL_SAMPLED_DYNAMIC), eval_round, popsize)
+        self._share_sample(sample)
+        if dynamic:
+            first, (local, failure) = 0, self._coordinate_dynamic(sample, popsize, eval_round)
+        else:
+            first, local, failure = self._evaluate_share(sample, eval_round, popsize)
+        return self._end_round(popsize, first, local, failure)
+
+    def noise_sums(
+        self, stream: NoiseStream, weights: np.ndarray, exponents: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Every rank sums its share of the units; the exact sums are reduced to rank 0 (rank 0 only)."""
+        self._check_open()
+        self._in_round = True
+        self._header[:_HEAD] = (CMD_NOISE_SUMS, stream.eval_round, len(weights))
+        self.comm.Bcast(self._header, root=0)
+        message = np.concatenate([weights, [*exponents, stream.symmetric]]).astype(np.float64)
+        self.comm.Bcast(message, root=0)
+        return self._sum_share(stream, message)
+
+    def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(
                 "This MPI runtime was closed (by close() or after a worker failure); call problem.kill_actors() "
                 "and the next evaluation starts a new one."
             )
+
+    def _begin_round(self, commands: tuple[int, int], eval_round: int, n: int) -> bool:
+        """Tell the workers what comes (static or dynamic ``commands``) with the frozen state; return dynamic."""
+        self._check_open()
         p = self._problem
         dynamic = p.num_subbatches is not None or p.subbatch_size is not None
         self._in_round = True
-        self._header[:_HEAD] = (CMD_EVAL_DYNAMIC if dynamic else CMD_EVAL, eval_round, len(values))
+        self._header[:_HEAD] = (commands[dynamic], eval_round, n)
         if self._state_len:
             self._header[_HEAD:] = p._sync_buffer()
         self.comm.Bcast(self._header, root=0)
-        if dynamic:
-            first, (local, failure) = 0, self._coordinate_dynamic(values, eval_round)
-        else:
-            first, local, failure = self._scatter(values, eval_round, len(values))
-        result = self._finish(len(values), first, local, failure)
+        return dynamic
+
+    def _end_round(self, n: int, first: int, local: EvalResult, failure: Failure | None) -> EvalResult:
+        result = self._finish(n, first, local, failure)
         assert result is not None  # rank 0 raises on failure
         return result
 
-    def _coordinate_dynamic(self, values: np.ndarray, eval_round: int) -> tuple[EvalResult, Failure | None]:
-        """Hand out pieces on request, evaluate pieces here between requests, merge in population order."""
+    def _coordinate_dynamic(
+        self, rows: np.ndarray | GaussianSample, n: int, eval_round: int
+    ) -> tuple[EvalResult, Failure | None]:
+        """Hand out pieces on request, evaluate pieces here between requests, merge in population order.
+
+        ``rows`` are the population's rows (sent with each piece) or its sample (each rank
+        generates a piece's rows itself).
+        """
         p, MPI, status = self._problem, self._MPI, self._status
-        todo = deque(pieces(len(values), self.size, p.num_subbatches, p.subbatch_size))
-        fitness = np.full(len(values), np.nan)
+        todo = deque(pieces(n, self.size, p.num_subbatches, p.subbatch_size))
+        fitness = np.full(n, np.nan)
         parts: dict[int, EvalResult] = {}
         failure: Failure | None = None
-        working = sum(self._send_piece(worker, values, todo) for worker in range(1, self.size))
+        working = sum(self._send_piece(worker, rows, todo) for worker in range(1, self.size))
         while todo or working:
             only_wait = not todo or not self.coordinator_evaluates  # nothing to evaluate here
             if working and (only_wait or self.comm.Iprobe(MPI.ANY_SOURCE, TAG_RESULT, status)):
@@ -219,10 +270,10 @@ class MPIRuntime:
                     parts[start] = result
                     fitness[start : start + len(result.fitness)] = result.fitness
                 working -= 1
-                working += self._send_piece(source, values, todo)
+                working += self._send_piece(source, rows, todo)
                 continue
             start, stop = todo.popleft()
-            result = evaluate_piece(p, values[start:stop], start, eval_round)
+            result = self._evaluate_rows(rows, start, stop, eval_round)
             if isinstance(result, Failure):
                 failure = failure or result
                 todo.clear()
@@ -233,15 +284,73 @@ class MPIRuntime:
         merged.fitness = fitness
         return merged, failure
 
-    def _send_piece(self, worker: int, values: np.ndarray, todo: deque[tuple[int, int]]) -> int:
-        """Send the next piece to ``worker`` (or 'no more work'); return 1 if a piece was sent."""
+    def _send_piece(self, worker: int, rows: np.ndarray | GaussianSample, todo: deque[tuple[int, int]]) -> int:
+        """Send the next piece to ``worker`` (or 'no more work'); return 1 if a piece was sent.
+
+        A piece of a sample travels as its index range only: the worker generates the rows.
+        """
         if not todo:
             self.comm.Send(np.array([-1, 0], np.int64), dest=worker, tag=TAG_WORK)
             return 0
         start, stop = todo.popleft()
         self.comm.Send(np.array([start, stop], np.int64), dest=worker, tag=TAG_WORK)
-        self.comm.Send(values[start:stop], dest=worker, tag=TAG_WORK)
+        if isinstance(rows, np.ndarray):
+            self.comm.Send(rows[start:stop], dest=worker, tag=TAG_WORK)
         return 1
+
+    def _evaluate_rows(
+        self, rows: np.ndarray | GaussianSample, start: int, stop: int, eval_round: int
+    ) -> EvalResult | Failure:
+        """Evaluate solutions ``start..stop-1`` here; a sample's rows are generated a chunk at a time."""
+        if isinstance(rows, np.ndarray):
+            return evaluate_piece(self._problem, rows[start:stop], start, eval_round)
+        results = []
+        for first in range(start, stop, rows.chunk_rows()):
+            last = min(first + rows.chunk_rows(), stop)
+            values = rows.rows(first, last).astype(self._problem.wire_dtype, copy=False)
+            result = evaluate_piece(self._problem, values, first, eval_round)
+            if isinstance(result, Failure):
+                return result
+            results.append(result)
+        return EvalResult.merge(results) if results else EvalResult(np.empty(0))
+
+    def _share_sample(self, sample: GaussianSample | None) -> GaussianSample:
+        """Broadcast a sample's centre, stdev and symmetry from rank 0; return it on every rank."""
+        width = self._problem.solution_length
+        message = np.empty(2 * width + 1, self._problem.wire_dtype)
+        if self.is_main:
+            assert sample is not None
+            message[:width], message[width:-1], message[-1] = sample.center, sample.stdev, sample.stream.symmetric
+        self.comm.Bcast(message, root=0)
+        if sample is not None:
+            return sample
+        stream = NoiseStream(self._problem.seed, int(self._header[1]), width, bool(message[-1]))
+        return GaussianSample(stream, message[:width], message[width:-1])
+
+    def _evaluate_share(
+        self, sample: GaussianSample, eval_round: int, n: int
+    ) -> tuple[int, EvalResult, Failure | None]:
+        """Static split of a sample: each rank generates and evaluates its contiguous share."""
+        counts, starts = self._split(n)
+        first, count = int(starts[self.rank]), int(counts[self.rank])
+        result = self._evaluate_rows(sample, first, first + count, eval_round)
+        if isinstance(result, Failure):
+            return first, EvalResult(np.full(count, np.nan)), result
+        return first, result, None
+
+    def _sum_share(self, stream: NoiseStream, message: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """This rank's units of the noise sums, reduced exactly (modulo 2**64) to rank 0."""
+        weights, exponents = message[:-3], (int(message[-3]), int(message[-2]))
+        units = stream.units(len(weights))
+        counts = contiguous_counts(units, self.size)
+        start = int(counts[: self.rank].sum())
+        local = np.concatenate(noise_sums(stream, weights, exponents, start, start + int(counts[self.rank])))
+        if self.is_main:
+            self.comm.Reduce(self._MPI.IN_PLACE, local, op=self._MPI.SUM, root=0)
+        else:
+            self.comm.Reduce(local, None, op=self._MPI.SUM, root=0)
+        self._in_round = False
+        return local[: stream.length], local[stream.length :]
 
     def _unpack_result(self, message: np.ndarray) -> tuple[int, EvalResult | None]:
         """Read a worker's reply: ``(start, result)``, with None for a failed piece."""
@@ -334,20 +443,30 @@ class MPIRuntime:
             if command == CMD_STOP:
                 return
             self._in_round = True
+            if command == CMD_NOISE_SUMS:
+                message = np.empty(n + 3)
+                self.comm.Bcast(message, root=0)
+                stream = NoiseStream(p.seed, eval_round, p.solution_length, bool(message[-1]))
+                self._sum_share(stream, message)
+                continue
             if self._state_len:
                 p._load_sync_buffer(self._header[_HEAD:].copy())
+            sample = self._share_sample(None) if command in (CMD_EVAL_SAMPLED, CMD_EVAL_SAMPLED_DYNAMIC) else None
             if command == CMD_EVAL:
                 first, local, failure = self._scatter(None, eval_round, n)
+            elif command == CMD_EVAL_SAMPLED:
+                assert sample is not None
+                first, local, failure = self._evaluate_share(sample, eval_round, n)
             else:  # the pieces' fitnesses and side effects went to rank 0
-                failure, seconds = self._work_dynamic(eval_round)
+                failure, seconds = self._work_dynamic(eval_round, sample)
                 first, local = 0, EvalResult(np.empty(0), seconds=seconds)
             total = self._finish(n, first, local, failure)
             if total is not None:
                 p._eval_round = eval_round + 1
                 p._apply_eval_result(total)
 
-    def _work_dynamic(self, eval_round: int) -> tuple[Failure | None, float]:
-        """Evaluate the pieces rank 0 sends until it sends 'no more work'.
+    def _work_dynamic(self, eval_round: int, sample: GaussianSample | None) -> tuple[Failure | None, float]:
+        """Evaluate the pieces rank 0 sends (or their index ranges in ``sample``) until it sends 'no more work'.
 
         Returns:
             The first failure (or None) and the seconds spent evaluating.
@@ -360,9 +479,12 @@ class MPIRuntime:
             start, stop = int(span[0]), int(span[1])
             if start < 0:
                 return failure, seconds
-            rows = self._receive_rows(stop - start)
-            self.comm.Recv(rows, source=0, tag=TAG_WORK)
-            result = evaluate_piece(self._problem, rows, start, eval_round)
+            if sample is None:
+                rows = self._receive_rows(stop - start)
+                self.comm.Recv(rows, source=0, tag=TAG_WORK)
+                result = evaluate_piece(self._problem, rows, start, eval_round)
+            else:
+                result = self._evaluate_rows(sample, start, stop, eval_round)
             message = np.zeros(_RESULT_HEAD + self._state_len + (stop - start))
             message[0] = start
             if isinstance(result, Failure):

@@ -22,6 +22,7 @@ from hpcne.parallel import signals
 from hpcne.parallel.devices import choose_device
 from hpcne.parallel.errors import WorkerError
 from hpcne.parallel.runtime import place_problem
+from hpcne.parallel.sampled import LocalSampling
 from hpcne.parallel.split import pieces
 from hpcne.parallel.worker import Failure, describe_exception, evaluate_piece
 
@@ -78,7 +79,7 @@ def _serve(problem: Problem, conn: Connection, index: int) -> None:
             conn.send(("ok", result.fitness, result.episodes, result.interactions, result.obs_delta, result.seconds))
 
 
-class PoolRuntime:
+class PoolRuntime(LocalSampling):
     """Evaluates on ``num_workers`` forked processes; the calling process only coordinates."""
 
     is_main = True

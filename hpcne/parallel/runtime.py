@@ -17,11 +17,13 @@ from hpcne.parallel import signals
 from hpcne.parallel.devices import choose_device, env_local_rank
 from hpcne.parallel.errors import WorkerError
 from hpcne.parallel.launch import install_mpi_excepthook, launcher_world_size
+from hpcne.parallel.sampled import LocalSampling
 from hpcne.parallel.threads import limit_threads
 from hpcne.parallel.worker import describe_exception, describe_piece
 
 if TYPE_CHECKING:
     from hpcne.core import EvalResult, Problem
+    from hpcne.sampling import GaussianSample, NoiseStream
 
 __all__ = [
     "BACKENDS",
@@ -52,6 +54,16 @@ class Runtime(Protocol):
         """Evaluate the rows of ``values`` as round ``eval_round``; return the merged result."""
         ...
 
+    def evaluate_sampled(self, sample: GaussianSample, popsize: int) -> EvalResult:
+        """Evaluate rows ``0..popsize-1`` of ``sample``, each generated where it is evaluated."""
+        ...
+
+    def noise_sums(
+        self, stream: NoiseStream, weights: np.ndarray, exponents: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The population's fixed-point noise sums (:func:`hpcne.sampling.noise_sums`), on the main process."""
+        ...
+
     def describe(self) -> str:
         """A human-readable description of the layout."""
         ...
@@ -61,7 +73,7 @@ class Runtime(Protocol):
         ...
 
 
-class SerialRuntime:
+class SerialRuntime(LocalSampling):
     """Evaluates in the calling process."""
 
     is_main = True

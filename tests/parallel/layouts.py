@@ -28,10 +28,12 @@ RUNS = [(split, False, 0) for split in SPLITS] + [
     ("static", True, 1),
     ("subbatch_size=3", True, 0),
 ]
+# (split, observation normalization) of the distributed runs, each compared with the centralized run
+DISTRIBUTED_RUNS = [(split, False) for split in SPLITS] + [("subbatch_size=3", True)]
 
 
-def run(split: str, obs_norm: bool, num_actors: int | None = None) -> dict[str, Any]:
-    """Run PGPE for a few generations; return what a run's layout must not change."""
+def run(split: str, obs_norm: bool, num_actors: int | None = None, *, distributed: bool = False) -> dict[str, Any]:
+    """Run PGPE for a few generations; return what neither the layout nor the mode may change."""
     problem = GymNE(
         "Pendulum-v1",
         "Linear(obs_length, 8) >> Tanh() >> Linear(8, act_length)",
@@ -43,8 +45,23 @@ def run(split: str, obs_norm: bool, num_actors: int | None = None) -> dict[str, 
         action_noise_stdev=0.1,
         **SPLITS[split],
     )
-    searcher = PGPE(problem, popsize=12, center_learning_rate=0.05, stdev_learning_rate=0.1, radius_init=2.0)
-    out: dict[str, Any] = {"split": split, "obs_norm": obs_norm, "fitness": [], "center": [], "stdev": [], "stats": []}
+    searcher = PGPE(
+        problem,
+        popsize=12,
+        center_learning_rate=0.05,
+        stdev_learning_rate=0.1,
+        radius_init=2.0,
+        distributed=distributed,
+    )
+    out: dict[str, Any] = {
+        "split": split,
+        "obs_norm": obs_norm,
+        "distributed": distributed,
+        "fitness": [],
+        "center": [],
+        "stdev": [],
+        "stats": [],
+    }
     try:
         for _ in range(GENERATIONS):
             searcher.step()
@@ -61,9 +78,11 @@ def run(split: str, obs_norm: bool, num_actors: int | None = None) -> dict[str, 
 
 
 def main() -> None:
-    for split, obs_norm, repetition in RUNS:
+    runs = [(split, obs_norm, repetition, False) for split, obs_norm, repetition in RUNS]
+    runs += [(split, obs_norm, 0, True) for split, obs_norm in DISTRIBUTED_RUNS]
+    for split, obs_norm, repetition, distributed in runs:
         try:
-            result = run(split, obs_norm)
+            result = run(split, obs_norm, distributed=distributed)
         except WorkerReleased:
             continue  # a worker rank: it served this run
         print(json.dumps({**result, "repetition": repetition}), flush=True)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from layouts import RUNS, SPLITS, run
+from layouts import DISTRIBUTED_RUNS, RUNS, SPLITS, run
 from parallel_helpers import json_lines, population, run_script, sum_problem
 
 from hpcne.parallel import use_backend
@@ -75,12 +75,27 @@ def test_mpi_runs_match_serial_runs(serial: dict[Key, dict[str, Any]], ranks: in
     env = {"HPCNE_BACKEND": "mpi"} if ranks == 1 else None
     done = run_script("layouts.py", ranks=None if ranks == 1 else ranks, env=env)
     assert done.returncode == 0, done.stderr
-    results = {(r["split"], r["obs_norm"], r["repetition"]): r for r in json_lines(done.stdout)}
+    lines = json_lines(done.stdout)
+    results = {(r["split"], r["obs_norm"], r["repetition"]): r for r in lines if not r["distributed"]}
+    distributed = {(r["split"], r["obs_norm"], 0): r for r in lines if r["distributed"]}
     assert sorted(results) == sorted(serial)
-    for key, got in results.items():
+    assert sorted(distributed) == sorted((split, obs_norm, 0) for split, obs_norm in DISTRIBUTED_RUNS)
+    for key, got in [*results.items(), *distributed.items()]:
         assert (got["runtime"], got["workers"]) == ("MPIRuntime", ranks)
         if key[1]:
             assert_same_up_to_stat_rounding(got, serial[key])
         else:
             assert_same_run(got, serial[key])
     assert_same_run(results["static", True, 1], results["static", True, 0])
+
+
+@pytest.mark.parametrize("backend", ["serial", "pool"])
+def test_distributed_runs_match_centralized_runs(serial: dict[Key, dict[str, Any]], backend: str) -> None:
+    use_backend(backend)
+    for split, obs_norm in DISTRIBUTED_RUNS:
+        got = run(split, obs_norm, 2 if backend == "pool" else None, distributed=True)
+        want = serial[split, obs_norm, 0]
+        if obs_norm and backend == "pool":
+            assert_same_up_to_stat_rounding(got, want)
+        else:
+            assert_same_run(got, want)

@@ -89,7 +89,12 @@ class SlurmCluster:
 
     # -- running commands ------------------------------------------------------
     def run(self, *cmd: str, timeout: float = 60, check: bool = True, **kw) -> subprocess.CompletedProcess:
-        """Run a command with the cluster's environment; output captured as text."""
+        """Run a command with the cluster's environment; output captured as text.
+
+        ``SLURM_CONF`` names this cluster, so that commands (and the jobs they submit, which inherit
+        it) reach it even while another cluster's fixture is active.
+        """
+        kw.setdefault("env", {**os.environ, "SLURM_CONF": str(self.conf)})
         proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout, check=False, **kw)
         if check and proc.returncode != 0:
             raise RuntimeError(f"{' '.join(map(str, cmd))} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
@@ -209,7 +214,7 @@ class SlurmCluster:
             time.sleep(poll)
 
 
-def _script(command: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def _script(command: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["bash", str(SCRIPT), command],
         capture_output=True,
@@ -217,19 +222,42 @@ def _script(command: str, timeout: float = 600) -> subprocess.CompletedProcess:
         timeout=timeout,
         check=False,
         stdin=subprocess.DEVNULL,
+        env=env,
     )
 
 
 @pytest.fixture(scope="session")
 def slurm_cluster() -> Iterator[SlurmCluster]:
     """Start the local SLURM cluster once per session and yield a :class:`SlurmCluster`."""
-    state_dir = Path(os.environ.get("HPCNE_SLURM_DIR", "/tmp/hpcne-slurm"))
+    yield from local_cluster(dict(os.environ))
+
+
+@pytest.fixture(scope="session")
+def two_nodes() -> Iterator[SlurmCluster]:
+    """A second cluster with two emulated nodes (``HPCNE_SLURM_NODES=2``: two slurmd daemons on this
+    machine), beside the main one: its own state folder ``$HPCNE_SLURM_DIR-2nodes``, munged and ports
+    (the main cluster's + 20)."""
+    port = int(os.environ.get("HPCNE_SLURMCTLD_PORT", "6817")) + 20
+    env = {
+        **os.environ,
+        "HPCNE_SLURM_DIR": os.environ.get("HPCNE_SLURM_DIR", "/tmp/hpcne-slurm") + "-2nodes",
+        "HPCNE_SLURM_NODES": "2",
+        "HPCNE_SLURMCTLD_PORT": str(port),
+        "HPCNE_SLURMD_PORT": str(port + 1),
+    }
+    yield from local_cluster(env, export_conf=False)
+
+
+def local_cluster(env: dict[str, str], *, export_conf: bool = True) -> Iterator[SlurmCluster]:
+    """Start the cluster that ``env`` (HPCNE_SLURM_* settings) describes, yield it, stop it if it was not
+    running. With ``export_conf`` this process's ``SLURM_CONF`` points at it meanwhile."""
+    state_dir = Path(env.get("HPCNE_SLURM_DIR", "/tmp/hpcne-slurm"))
     conf = state_dir / "slurm.conf"
-    was_running = _script("status", timeout=60).returncode == 0
+    was_running = _script("status", timeout=60, env=env).returncode == 0
     try:
         # Bounded by the script itself (apt-get, a 60 s wait for the node); 600 s
         # is only a safety net for a hung apt-get.
-        proc = _script("start")
+        proc = _script("start", env=env)
     except subprocess.TimeoutExpired as exc:
         proc = subprocess.CompletedProcess(exc.cmd, 124, exc.stdout or "", exc.stderr or "timed out after 600 s")
     if proc.returncode != 0:
@@ -245,8 +273,9 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
     with pytest.MonkeyPatch.context() as mp:
         # Clients (sbatch, srun, scontrol) find the cluster through SLURM_CONF, and
         # jobs inherit it (sbatch --export=ALL is the default).
-        mp.setenv("SLURM_CONF", str(conf))
+        if export_conf:
+            mp.setenv("SLURM_CONF", str(conf))
         yield SlurmCluster(state_dir, conf)
 
     if not was_running and os.environ.get("HPCNE_SLURM_KEEP", "") in ("", "0"):
-        _script("stop", timeout=120)
+        _script("stop", timeout=120, env=env)

@@ -1,0 +1,247 @@
+"""Centralized vs distributed PGPE on large networks: time split, bytes per rank, peak RSS, and a model.
+
+Each case is one job (``mpiexec -n p``, or a plain process for one rank) that trains PGPE on
+Pendulum-v1 with ``Linear(3, h) >> Tanh() >> Linear(h, h) >> Tanh() >> Linear(h, 1)`` (``h`` chosen
+for ``D`` parameters), 5-step episodes, for a warm-up generation and timed generations. The job
+counts the bytes every rank hands to MPI (the :class:`~benchmarks.commvolume.CountingComm` proxy)
+and reports each rank's peak RSS. A generation's time splits into evaluation (the busiest rank's
+rollouts), communication (the rest of the evaluation round) and update (sampling on rank 0, the
+noise sums and the optimizer step: everything else).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import LoadTracker, markdown_table, mpi_command, run_json, shown, write_csv
+from benchmarks.commvolume import F32, F64, HEAD, TAIL, CountingComm, _fmt
+
+__all__ = ["model_bytes", "scale"]
+
+# Rank 0 holds popsize x D float32 values (and the noise) in the centralized mode: skip what does not fit.
+CENTRAL_LIMIT_BYTES = 4e9
+
+
+def hidden_for(params: int) -> int:
+    """The hidden width ``h`` whose Pendulum net has about ``params`` parameters (``h**2 + 6h + 1``)."""
+    return max(1, round(-3 + math.sqrt(8 + params)))
+
+
+def measure(params: int, popsize: int, distributed: bool, generations: int) -> dict[str, Any] | None:
+    """Run on every rank: one case; rank 0 returns the row."""
+    from mpi4py import MPI
+
+    world = MPI.COMM_WORLD
+    events: list[tuple[str, int, int]] = []
+    MPI.COMM_WORLD = CountingComm(world, events)  # hpcne's runtime duplicates this one
+    from hpcne.algorithms import PGPE
+    from hpcne.neuroevolution import GymNE
+    from hpcne.parallel import WorkerReleased
+
+    h = hidden_for(params)
+    problem = GymNE(
+        "Pendulum-v1",
+        f"Linear(obs_length, {h}) >> Tanh() >> Linear({h}, {h}) >> Tanh() >> Linear({h}, act_length)",
+        episode_length=5,
+        observation_normalization=False,
+        num_actors=None,
+        seed=1,
+    )
+    searcher = PGPE(
+        problem,
+        popsize=popsize,
+        center_learning_rate=0.01,
+        stdev_learning_rate=0.1,
+        stdev_init=0.01,
+        distributed=distributed,
+    )
+    timed: list[dict[str, float]] = []
+    startup = 0
+    try:
+        for generation in range(1 + generations):
+            problem.runtime  # noqa: B018 -- start the runtime (the workers serve from here)
+            startup = startup or len(events)
+            before = problem.eval_seconds, time.perf_counter()
+            searcher.step()
+            wall = time.perf_counter() - before[1]
+            evaluation = problem.runtime.compute_seconds
+            round_time = problem.eval_seconds - before[0]
+            if generation:  # the first is a warm-up
+                split = {"eval": evaluation, "comm": round_time - evaluation, "update": wall - round_time}
+                timed.append({"wall": wall, **split})
+    except WorkerReleased:
+        pass
+    finally:
+        problem.kill_actors()
+    counted = events[startup:] if world.Get_rank() == 0 else events
+    steps = 1 + generations
+    mine = {
+        "sent": sum(e[1] for e in counted if e[0] not in ("bcast", "allgather", "Barrier")) / steps,
+        "received": sum(e[2] for e in counted if e[0] not in ("bcast", "allgather", "Barrier")) / steps,
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    everyone = world.gather(mine, root=0)
+    if world.Get_rank() != 0:
+        return None
+    mean = {key: sum(t[key] for t in timed) / len(timed) for key in timed[0]}
+    workers = everyone[1:]
+    return {
+        "ranks": world.Get_size(),
+        "mode": "distributed" if distributed else "centralized",
+        "params": problem.solution_length,
+        "popsize": popsize,
+        "s_per_gen": mean["wall"],
+        "eval_s": mean["eval"],
+        "comm_s": mean["comm"],
+        "update_s": mean["update"],
+        "rank0_sent": everyone[0]["sent"],
+        "rank0_received": everyone[0]["received"],
+        "worker_sent": max((w["sent"] for w in workers), default=0.0),
+        "worker_received": max((w["received"] for w in workers), default=0.0),
+        "rank0_rss_mb": everyone[0]["rss_mb"],
+        "worker_rss_mb": max((w["rss_mb"] for w in workers), default=math.nan),
+    }
+
+
+def model_bytes(mode: str, ranks: int, popsize: int, params: int) -> dict[str, float]:
+    """Bytes a worker hands to MPI per generation (the API level the proxy counts), static split, no statistics.
+
+    Centralized: the header ``8·3`` and a piece of rows ``4·D·⌊n/p⌋`` in, the Allreduce buffer
+    ``8(n+5+p)`` in and out. Distributed: the header, the sample ``4(2D+1)`` (centre, stdev, flag)
+    and the Allreduce as above; then the noise-sum header, ``8(n+3)`` weights in and ``2·8·D``
+    fixed-point sums out (Reduce to rank 0). Rank 0 sends the same Bcasts and the rows of the
+    others in the centralized mode, and receives the Reduce in the distributed one.
+    """
+    p, n, d = ranks, popsize, params
+    header, reduce = F64 * HEAD, F64 * (n + TAIL + p)
+    if mode == "centralized":
+        return {"worker_received": header + F32 * d * (n // p) + reduce, "worker_sent": reduce}
+    sample, weights, sums = F32 * (2 * d + 1), F64 * (n + 3), 2 * F64 * d
+    return {"worker_received": 2 * header + sample + weights + reduce, "worker_sent": reduce + sums}
+
+
+def wire_seconds(mode: str, ranks: int, popsize: int, params: int, *, latency: float, bandwidth: float) -> float:
+    """Modelled communication time per generation on ``ranks`` ranks (binomial trees, Rabenseifner for large
+    buffers): what rank 0's links carry, the critical path of both modes."""
+    p, n, d = ranks, popsize, params
+    log_p = math.ceil(math.log2(p)) if p > 1 else 0
+    reduce = F64 * (n + TAIL + p)
+    allreduce = (2 * reduce * (p - 1) / p) / bandwidth + 2 * log_p * latency
+    if mode == "centralized":
+        rows = F32 * d * (n - math.ceil(n / p))  # linear Scatterv from rank 0
+        return log_p * latency + rows / bandwidth + (p - 1) * latency + allreduce
+    bcasts = log_p * (2 * latency) + (F32 * 2 * d + F64 * n) / bandwidth * 2  # pipelined large Bcasts ~ 2x
+    reduce_sums = 2 * F64 * d * 2 * (p - 1) / p / bandwidth + 2 * log_p * latency  # Rabenseifner reduce
+    return bcasts + allreduce + reduce_sums
+
+
+def scale(out: Path, *, params: list[int], popsizes: list[int], ranks: list[int], generations: int) -> str:
+    """Run every case; write the CSV; return the Markdown tables and the model."""
+    load = LoadTracker()
+    rows: list[dict[str, Any]] = []
+    for d in params:
+        for n in popsizes:
+            for p in ranks:
+                for mode in ("centralized", "distributed"):
+                    if mode == "centralized" and F32 * d * n * 2 > CENTRAL_LIMIT_BYTES:
+                        continue
+                    args = ["--params", str(d), "--popsize", str(n), "--generations", str(generations)]
+                    args += ["--distributed"] if mode == "distributed" else []
+                    rows.append(run_json(mpi_command(None if p == 1 else p, "benchmarks.scale", args), timeout=1800))
+                    load.sample()
+    write_csv(out, rows)
+    table = []
+    for r in rows:
+        model = model_bytes(r["mode"], r["ranks"], r["popsize"], r["params"])
+        outside = (r["s_per_gen"] - r["eval_s"]) / r["s_per_gen"]
+        table.append(
+            [
+                f"{r['params']:,}",
+                r["popsize"],
+                r["ranks"],
+                r["mode"],
+                f"{r['s_per_gen']:.2f}",
+                f"{r['eval_s']:.2f} / {r['comm_s']:.2f} / {r['update_s']:.2f}",
+                f"{outside:.0%}",
+                _fmt(r["worker_received"]) if r["ranks"] > 1 else "-",
+                _fmt(model["worker_received"]) if r["ranks"] > 1 else "-",
+                _fmt(r["worker_sent"]) if r["ranks"] > 1 else "-",
+                f"{r['rank0_rss_mb']:,.0f}",
+                f"{r['worker_rss_mb']:,.0f}" if r["ranks"] > 1 else "-",
+            ]
+        )
+    headers = [
+        "params D",
+        "popsize n",
+        "ranks",
+        "mode",
+        "s/gen",
+        "eval / comm / update s",
+        "outside eval",
+        "a worker receives",
+        "model",
+        "a worker sends",
+        "rank 0 peak RSS MB",
+        "worker peak RSS MB",
+    ]
+    measured = (
+        f"**Measured**: PGPE on Pendulum-v1, 5-step episodes, mean of {generations} generation(s) after one "
+        "warm-up; bytes handed to MPI per generation (start-up excluded)\n\n" + markdown_table(headers, table)
+    )
+    return measured + "\n" + model_table() + f"\n({load.describe()}; all rows: {shown(out)})\n"
+
+
+def model_table(params: int = 1_000_000, per_rank: int = 10, latency: float = 2e-6, bandwidth: float = 12.5e9) -> str:
+    """Both modes' modelled bytes per worker and communication time from 2 to 1,000 ranks."""
+    table = []
+    for p in (2, 16, 128, 1000):
+        n = per_rank * p
+        central, distributed = model_bytes("centralized", p, n, params), model_bytes("distributed", p, n, params)
+        table.append(
+            [
+                f"{p:,}",
+                f"{n:,}",
+                _fmt(F32 * params * (n - math.ceil(n / p))),
+                _fmt(central["worker_received"]),
+                _fmt(distributed["worker_received"] + distributed["worker_sent"]),
+                f"{wire_seconds('centralized', p, n, params, latency=latency, bandwidth=bandwidth) * 1e3:,.1f} ms",
+                f"{wire_seconds('distributed', p, n, params, latency=latency, bandwidth=bandwidth) * 1e3:,.1f} ms",
+            ]
+        )
+    headers = [
+        "ranks p",
+        "popsize n",
+        "centralized: rank 0 sends rows",
+        "centralized: a worker receives",
+        "distributed: a worker moves",
+        "centralized comm time",
+        "distributed comm time",
+    ]
+    return (
+        f"**Model**, D = {params:,}, {per_rank} solutions per rank; {latency * 1e6:.0f} µs latency, "
+        f"{bandwidth / 1e9:.1f} GB/s (100 Gbit/s) per link, binomial-tree Bcast, linear Scatterv, "
+        "Rabenseifner Allreduce/Reduce\n\n" + markdown_table(headers, table)
+    )
+
+
+def main() -> None:
+    """One case (one MPI job; prints a JSON line on rank 0)."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.scale")
+    parser.add_argument("--params", type=int, required=True)
+    parser.add_argument("--popsize", type=int, required=True)
+    parser.add_argument("--generations", type=int, default=2)
+    parser.add_argument("--distributed", action="store_true")
+    args = parser.parse_args()
+    row = measure(args.params, args.popsize, args.distributed, args.generations)
+    if row is not None:
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()

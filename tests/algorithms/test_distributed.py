@@ -1,0 +1,160 @@
+"""The distributed mode's sampling and exact sums, and PGPE/SNES/CEM giving the same run in both modes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from hpcne.algorithms import ALGORITHMS, XNES, SearchAlgorithm
+from hpcne.config import ConfigError, RunConfig
+from hpcne.core import Problem
+from hpcne.neuroevolution import GymNE
+from hpcne.sampling import GaussianSample, NoiseStream, SampledBatch, from_fixed, noise_sums, scales
+
+CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "pgpe": ("pgpe", {"popsize": 8, "center_learning_rate": 0.1, "stdev_learning_rate": 0.1, "stdev_init": 1.0}),
+    "pgpe-raw": (
+        "pgpe",
+        {
+            "popsize": 6,
+            "center_learning_rate": 0.1,
+            "stdev_learning_rate": 0.1,
+            "stdev_init": 1.0,
+            "ranking_method": "raw",
+            "symmetric": False,
+            "optimizer": "adam",
+        },
+    ),
+    "snes": ("snes", {"stdev_init": 1.0}),
+    "snes-symmetric": ("snes", {"stdev_init": 1.0, "popsize": 10, "symmetric": True}),
+    "cem": ("cem", {"popsize": 10, "parenthood_ratio": 0.3, "stdev_init": 1.0}),
+}
+
+
+def weights(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=n)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_noise_sums_have_the_same_bits_for_every_split(symmetric: bool) -> None:
+    stream = NoiseStream(seed=5, eval_round=3, length=300, symmetric=symmetric)
+    w = weights(24)
+    exponents = scales(w, symmetric=symmetric)
+    units = stream.units(24)
+    whole = noise_sums(stream, w, exponents, 0, units)
+    for cuts in ([0, 1, units], [0, 5, 7, units], [0, *range(1, units), units]):
+        parts = [noise_sums(stream, w, exponents, a, b) for a, b in pairwise(cuts)]
+        for total, index in zip(whole, (0, 1)):
+            summed = np.zeros_like(total)
+            for part in reversed(parts):  # any order: integer sums are associative
+                summed += part[index]
+            assert summed.tobytes() == total.tobytes()
+    z = stream.noise(0, 24, np.float64)
+    np.testing.assert_allclose(from_fixed(whole[0], exponents[0]), w @ z, rtol=0, atol=1e-11)
+    np.testing.assert_allclose(from_fixed(whole[1], exponents[1]), w @ z**2, rtol=0, atol=1e-10)
+
+
+def test_a_sample_has_mirrored_pairs_and_rows_independent_of_the_range() -> None:
+    stream = NoiseStream(seed=1, eval_round=0, length=50, symmetric=True)
+    sample = GaussianSample(stream, np.full(50, 0.5, np.float32), np.full(50, 2.0, np.float32))
+    rows, noise = sample.rows(0, 6), stream.noise(0, 6)
+    assert np.array_equal(noise[0::2], -noise[1::2]) and len(np.unique(noise[0::2, 0])) == 3
+    assert rows.tobytes() == (sample.center + sample.stdev * noise).tobytes()
+    assert rows[3:5].tobytes() == sample.rows(3, 5).tobytes()
+    other_round = GaussianSample(NoiseStream(1, 1, 50, True), sample.center, sample.stdev)
+    assert not np.array_equal(other_round.rows(0, 2), rows[:2])
+
+
+def test_zero_weights_give_zero_sums() -> None:
+    stream = NoiseStream(seed=1, eval_round=0, length=10, symmetric=False)
+    w = np.zeros(4)
+    sums = noise_sums(stream, w, scales(w, symmetric=False), 0, 4)
+    assert not any(total.any() for total in sums)
+
+
+def run(name: str, make_problem: Callable[..., Problem], steps: int, **options: Any) -> SearchAlgorithm:
+    algo, config = CONFIGS[name]
+    searcher = ALGORITHMS[algo](make_problem(d=7, seed=3, noise=0.1), **config, **options)
+    searcher.run(steps)
+    return searcher
+
+
+def assert_same_state(a: SearchAlgorithm, b: SearchAlgorithm) -> None:
+    for key in ("center", "stdev"):
+        assert torch.equal(a.status[key], b.status[key]), key
+    assert torch.equal(a.population.evals, b.population.evals)
+    assert torch.equal(a.status["best"].values, b.status["best"].values)
+    assert torch.equal(a.status["pop_best"].values, b.status["pop_best"].values)
+    assert a.status["best_eval"] == b.status["best_eval"]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_distributed_and_centralized_runs_are_bit_identical(name: str, make_problem: Callable[..., Problem]) -> None:
+    central = run(name, make_problem, 4)
+    distributed = run(name, make_problem, 4, distributed=True)
+    assert isinstance(distributed.population, SampledBatch) and not isinstance(central.population, SampledBatch)
+    assert_same_state(central, distributed)
+
+
+@pytest.mark.parametrize("name", ["pgpe", "cem"])
+def test_a_checkpoint_continues_in_the_other_mode_with_the_same_bits(
+    name: str, make_problem: Callable[..., Problem]
+) -> None:
+    reference = run(name, make_problem, 4)
+    for first, second in ((False, True), (True, False)):
+        before = run(name, make_problem, 2, distributed=first)
+        after = run(name, make_problem, 0, distributed=second)
+        after.load_state_dict(before.state_dict())
+        after.run(2)
+        assert torch.equal(after.status["center"], reference.status["center"])
+        assert torch.equal(after.status["stdev"], reference.status["stdev"])
+        assert torch.equal(after.population.evals, reference.population.evals)
+
+
+def test_adaptive_popsize_is_the_same_in_both_modes() -> None:
+    def searcher(distributed: bool) -> SearchAlgorithm:
+        problem = GymNE("CartPole-v1", "Linear(obs_length, act_length)", seed=2, episode_length=20, num_actors=1)
+        return ALGORITHMS["pgpe"](
+            problem,
+            popsize=4,
+            num_interactions=150,
+            popsize_max=16,
+            center_learning_rate=0.1,
+            stdev_learning_rate=0.1,
+            stdev_init=0.5,
+            distributed=distributed,
+        )
+
+    central, distributed = searcher(False), searcher(True)
+    central.run(3)
+    distributed.run(3)
+    assert len(distributed.population) > 4  # the generation was extended
+    assert_same_state(central, distributed)
+    assert central.problem.interaction_count == distributed.problem.interaction_count
+
+
+def test_a_generated_population_gives_rows_but_refuses_changes(make_problem: Callable[..., Problem]) -> None:
+    central = run("pgpe", make_problem, 1)
+    distributed = run("pgpe", make_problem, 1, distributed=True)
+    population = distributed.population
+    assert torch.equal(population.values, central.population.values)
+    assert torch.equal(population.take([5, 2]).values, central.population.values[[5, 2]])
+    assert torch.equal(population[3].values, central.population[3].values)
+    with pytest.raises(TypeError, match="cannot be modified"):
+        population[0].set_values(torch.zeros(7))
+    with pytest.raises(TypeError, match="cannot be modified"):
+        population.access_values()
+
+
+def test_searchers_that_need_the_whole_population_refuse_distributed(make_problem: Callable[..., Problem]) -> None:
+    with pytest.raises(ValueError, match="XNES cannot run distributed: its update needs every solution"):
+        XNES(make_problem(), stdev_init=1.0, distributed=True)
+    for algo in ("xnes", "cmaes", "ga"):
+        with pytest.raises(ConfigError, match=f"distributed = true needs one of pgpe, snes, cem; '{algo}' updates"):
+            RunConfig(algo=algo, distributed=True).validate()
+    assert RunConfig(algo="snes", distributed=True).searcher_options()["distributed"] is True

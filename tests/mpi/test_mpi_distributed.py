@@ -1,0 +1,91 @@
+"""The distributed mode in-process on every rank: trajectories, failures and stop requests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from conftest import spmd
+from test_mpi_runtime import SPLITS, pendulum, serial
+
+from hpcne.algorithms import CEM, PGPE, SNES, GaussianSearchAlgorithm
+from hpcne.core import Problem
+from hpcne.neuroevolution import NEProblem
+from hpcne.parallel import WorkerError, signals
+from hpcne.sampling import GaussianSample, NoiseStream
+
+pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(120)]
+
+SEARCHERS = {
+    "pgpe": lambda p, d: PGPE(
+        p, popsize=10, center_learning_rate=0.05, stdev_learning_rate=0.1, radius_init=2.0, distributed=d
+    ),
+    "snes": lambda p, d: SNES(p, stdev_init=0.3, popsize=7, distributed=d),
+    "cem": lambda p, d: CEM(p, popsize=9, parenthood_ratio=0.4, stdev_init=0.3, distributed=d),
+}
+
+
+def trajectory(searcher: GaussianSearchAlgorithm, generations: int = 3) -> list[Any]:
+    out: list[Any] = []
+    for _ in range(generations):
+        searcher.step()
+        out += [searcher.population.evals[:, 0].tolist(), searcher.status["center"].tolist()]
+        out += [searcher.status["stdev"].tolist(), searcher.status["pop_best"].values.tolist()]
+    return out
+
+
+@pytest.mark.parametrize("split", SPLITS)
+@pytest.mark.parametrize("algo", SEARCHERS)
+def test_distributed_runs_match_the_serial_centralized_run(comm: Any, algo: str, split: str) -> None:
+    make = SEARCHERS[algo]
+    reference = serial(lambda: trajectory(make(pendulum(**SPLITS[split]), False))) if comm.rank == 0 else None
+    problem = pendulum(**SPLITS[split])
+    got = spmd(problem, lambda p: trajectory(make(p, True)))
+    if comm.rank == 0:
+        assert got == reference
+
+
+def sample_of(problem: Problem, n: int = 12) -> tuple[GaussianSample, int]:
+    d = problem.solution_length
+    stream = NoiseStream(problem.seed, problem._eval_round, d, symmetric=False)
+    return GaussianSample(stream, np.zeros(d, np.float32), np.ones(d, np.float32)), n
+
+
+@pytest.mark.parametrize("split", ["static", "subbatch_size=3"])
+def test_a_failure_on_a_rank_reaches_rank_0_and_the_runtime_survives(comm: Any, split: str) -> None:
+    failed: list[bool] = []
+
+    def score(net: torch.nn.Module) -> float:
+        if comm.rank == comm.size - 1 and not failed:  # the first solution it gets, then never again
+            failed.append(True)
+            raise ArithmeticError("the last rank fails (raised on purpose)")
+        return float(next(net.parameters()).sum())
+
+    problem = NEProblem("max", "Linear(2, 1)", score, seed=1, **SPLITS[split])
+
+    def body(p: Problem) -> np.ndarray:
+        with pytest.raises(WorkerError, match=r"(?s)rank \d on host .*raised on purpose") as caught:
+            p.evaluate_sampled(*sample_of(p))
+        assert caught.value.worker == comm.size - 1
+        return p.evaluate_sampled(*sample_of(p))
+
+    fitness = spmd(problem, body)
+    if comm.rank == 0:
+        fresh = NEProblem("max", "Linear(2, 1)", score, seed=1)  # the failed round did not count
+        np.testing.assert_array_equal(fitness, serial(lambda: fresh.evaluate_sampled(*sample_of(fresh))))
+
+
+def test_a_stop_request_on_any_rank_reaches_rank_0_in_distributed_mode(comm: Any) -> None:
+    if comm.rank == comm.size - 1:
+        signals.request_stop()
+    problem = NEProblem("max", "Linear(2, 1)", lambda net: 0.0, seed=1)
+
+    def body(p: Problem) -> bool:
+        p.evaluate_sampled(*sample_of(p, 5))
+        return p.runtime.stop_requested
+
+    stopped = spmd(problem, body)
+    if comm.rank == 0:
+        assert stopped is True
