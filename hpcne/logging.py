@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["HDF5Logger", "Logger", "PandasLogger", "PicklingLogger", "ScalarLogger", "StdOutLogger", "scalar_items"]
 
 # Status entries hpcne adds to EvoTorch's; PandasLogger leaves them out unless asked (hpcne_columns=True).
-HPCNE_STATUS_KEYS = ("popsize",)
+HPCNE_STATUS_KEYS = ("popsize", "nan_count")
 
 
 def scalar_items(status: Mapping[str, Any]) -> dict[str, Any]:
@@ -141,7 +141,7 @@ class PandasLogger(ScalarLogger):
             searcher: The searcher whose status is collected.
             interval: Collect every this many steps.
             after_first_step: Collect at step 1 and every ``interval`` steps after it.
-            hpcne_columns: Also collect hpcne's own status entries (``popsize``).
+            hpcne_columns: Also collect hpcne's own status entries (``popsize``, ``nan_count``).
         """
         super().__init__(searcher, interval=interval, after_first_step=after_first_step)
         self.hpcne_columns = bool(hpcne_columns)
