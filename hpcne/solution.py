@@ -324,7 +324,10 @@ class SolutionBatch:
 
         if obj_index not in (None, 0):
             raise ValueError(f"obj_index must be None or 0; got {obj_index!r}. hpcne problems have one objective.")
-        return rank(self._evals[:, 0], ranking_method, higher_is_better=self._problem.objective_sense == "max")
+        higher_is_better = self._problem.objective_sense == "max"
+        if ranking_method is None:  # EvoTorch's raw utilities: NaN stays NaN (the searchers' rank() puts it last)
+            return self._evals[:, 0] if higher_is_better else -self._evals[:, 0]
+        return rank(self._evals[:, 0], ranking_method, higher_is_better=higher_is_better)
 
     def utils(self, *, ranking_method: str | None = None) -> torch.Tensor:
         """Utilities as a ``(popsize, 1)`` tensor, one column per objective."""

@@ -35,7 +35,7 @@ def test_pandas_logger_columns_are_evotorchs_unless_asked(make_problem: Callable
     snes.run(2)
     evotorch_columns = {"mean_eval", "median_eval", "pop_best_eval", "best_eval", "worst_eval"}
     assert set(plain.to_dataframe().columns) == evotorch_columns
-    assert set(extended.to_dataframe().columns) == evotorch_columns | {"popsize"}
+    assert set(extended.to_dataframe().columns) == evotorch_columns | {"popsize", "nan_count"}
     assert plain.to_dataframe().index.tolist() == [1, 2]
 
 
