@@ -283,7 +283,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     scores = np.array([problem.run(policy, num_episodes=1)["cumulative_reward"] for _ in range(args.episodes)])
     print(
         f"hpcne: {config.env}, {label}: mean return {scores.mean():.2f} ± {scores.std():.2f} "
-        f"over {args.episodes} episodes (min {scores.min():.2f}, max {scores.max():.2f})"
+        f"over {args.episodes} episode{'s' if args.episodes != 1 else ''} "
+        f"(min {scores.min():.2f}, max {scores.max():.2f})"
     )
     if args.render:
         import gymnasium
