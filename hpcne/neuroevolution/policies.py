@@ -8,8 +8,9 @@ busy slots). A row's output depends only on that row's parameters and observatio
 Four implementations (the *policy backends*, chosen by :func:`make_batched_policy`):
 
 - :class:`NumpyMLP` (``"numpy"``) — ``Linear``/element-wise-activation stacks (the usual
-  policies); one stacked ``matmul`` per layer on numpy float32 arrays, no torch dispatch per
-  step; with only a few busy rows, one ``dot`` per row and layer instead. Always on the CPU.
+  policies); one stacked ``matmul`` per layer on numpy float32 arrays (element-wise products
+  column by column for layers with at most 8 inputs), no torch dispatch per step; with only a
+  few busy rows, one ``dot`` per row and layer instead. Always on the CPU.
 - :class:`TorchMLP` (``"torch"``) — the same stacks in torch on the network's device: one
   ``baddbmm`` per layer over weights stacked on the device. The fast case on a GPU.
 - :class:`VmapPolicy` (``"vmap"``) — any module that :func:`torch.func.vmap` can batch:

@@ -228,3 +228,65 @@ class TorchVectorEnv(gym.vector.VectorWrapper):
 def torch_vector_factory(make: Any, device: str = "cpu") -> Any:
     """A VecGymNE env factory: ``make(num_envs, **config)``'s numpy vector env, speaking torch on ``device``."""
     return lambda num_envs, **config: TorchVectorEnv(make(num_envs, **config), device)
+
+
+class TorchCartPoleVectorEnv(gym.vector.VectorEnv):
+    """gymnasium's ``CartPoleVectorEnv`` (NEXT_STEP autoreset) computed in torch float64 on ``device``.
+
+    Start states are drawn as gymnasium draws them (``np_random.uniform(-0.05, 0.05, (4, k))``) and
+    uploaded, so with the same seed both envs start alike; the dynamics are the same operations, so
+    trajectories agree up to the rounding of torch's and numpy's ``sin``/``cos``.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
+
+    def __init__(self, num_envs: int = 1, device: str = "cpu", max_episode_steps: int = 500) -> None:
+        self.num_envs = num_envs
+        self.device = torch.device(device)
+        self.max_episode_steps = max_episode_steps
+        high = np.array([4.8, np.finfo(np.float32).max, 0.418, np.finfo(np.float32).max], np.float32)
+        self.single_observation_space = gym.spaces.Box(-high, high, dtype=np.float32)
+        self.single_action_space = gym.spaces.Discrete(2)
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+        self.state = torch.zeros((4, num_envs), dtype=torch.float64, device=self.device)
+        self.steps = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
+        self.prev_done = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
+
+    def _starts(self, k: int) -> torch.Tensor:
+        return torch.from_numpy(self.np_random.uniform(low=-0.05, high=0.05, size=(4, k))).to(self.device)
+
+    def reset(self, *, seed: Any = None, options: dict | None = None) -> tuple[torch.Tensor, dict]:
+        super().reset(seed=seed)
+        self.state = self._starts(self.num_envs)
+        self.steps.zero_()
+        self.prev_done.zero_()
+        return self.state.T.to(torch.float32), {}
+
+    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+        assert isinstance(actions, torch.Tensor) and actions.device == self.device, type(actions)
+        gravity, masscart, masspole, length, force_mag, tau = 9.8, 1.0, 0.1, 0.5, 10.0, 0.02
+        total_mass, polemass_length = masspole + masscart, masspole * length
+        x, x_dot, theta, theta_dot = self.state
+        force = torch.sign(actions.to(torch.float64) - 0.5) * force_mag
+        costheta, sintheta = torch.cos(theta), torch.sin(theta)
+        temp = (force + polemass_length * torch.square(theta_dot) * sintheta) / total_mass
+        thetaacc = (gravity * sintheta - costheta * temp) / (
+            length * (4.0 / 3.0 - masspole * torch.square(costheta) / total_mass)
+        )
+        xacc = temp - polemass_length * thetaacc * costheta / total_mass
+        x, x_dot = x + tau * x_dot, x_dot + tau * xacc
+        theta, theta_dot = theta + tau * theta_dot, theta_dot + tau * thetaacc
+        self.state = torch.stack((x, x_dot, theta, theta_dot))
+        terminated = (x < -2.4) | (x > 2.4) | (theta < -12 * 2 * np.pi / 360) | (theta > 12 * 2 * np.pi / 360)
+        self.steps += 1
+        truncated = self.steps >= self.max_episode_steps
+        reward = torch.ones(self.num_envs, dtype=torch.float32, device=self.device)
+        done = self.prev_done
+        if done.any():  # autoreset, the step after an episode ended
+            self.state[:, done] = self._starts(int(done.sum()))
+            self.steps[done] = 0
+            reward[done] = 0.0
+            terminated[done] = truncated[done] = False
+        self.prev_done = terminated | truncated
+        return self.state.T.to(torch.float32), reward, terminated, truncated, {}

@@ -16,6 +16,7 @@ from ne_envs import (
     ConstantRewardEnv,
     CountdownEnv,
     CountdownVectorEnv,
+    TorchCartPoleVectorEnv,
     TorchVectorEnv,
     torch_vector_factory,
 )
@@ -302,3 +303,18 @@ def test_a_torch_vector_env_keeps_the_piece_on_its_device_with_the_numpy_paths_r
     assert isinstance(on_device._venv, TorchVectorEnv) and on_device._venv.steps > 0
     assert len(set(expected[1][0])) > 1  # the policies differ
     assert got == expected  # the same kernels on the same device, element-wise operations IEEE-exact
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_torch_native_cartpole_gives_gymnasiums_returns(device: str) -> None:
+    """CartPole-v1's vector env rewritten in torch (start states drawn alike): the same returns and counts as
+    gymnasium's numpy one for short random-policy episodes; statistics up to sin/cos rounding."""
+    common = dict(observation_normalization=True, seed=2, max_num_envs=6, num_episodes=2, device=device)
+    native = VecGymNE(lambda num_envs: TorchCartPoleVectorEnv(num_envs, device), CARTPOLE_NET, **common)
+    gymnasium = VecGymNE("CartPole-v1", CARTPOLE_NET, **common)
+    values = population(native.solution_length, 10, seed=3)
+    got, expected = two_rounds(native, values), two_rounds(gymnasium, values)
+    assert len(set(expected[1][0])) > 1  # the policies differ
+    for (*results, stats), (*expected_results, expected_stats) in zip(got, expected):
+        assert results == expected_results
+        np.testing.assert_allclose(stats, expected_stats, rtol=1e-6)
