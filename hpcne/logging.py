@@ -20,7 +20,18 @@ from hpcne.io.tree import read_tree, write_tree
 if TYPE_CHECKING:
     from hpcne.algorithms.base import SearchAlgorithm
 
-__all__ = ["HDF5Logger", "Logger", "PandasLogger", "PicklingLogger", "ScalarLogger", "StdOutLogger", "scalar_items"]
+__all__ = [  # noqa: F822 (the tracker loggers come from __getattr__)
+    "HDF5Logger",
+    "Logger",
+    "MlflowLogger",
+    "PandasLogger",
+    "PicklingLogger",
+    "ScalarLogger",
+    "StdOutLogger",
+    "TensorBoardLogger",
+    "WandbLogger",
+    "scalar_items",
+]
 
 # Status entries hpcne adds to EvoTorch's; PandasLogger leaves them out unless asked (hpcne_columns=True).
 HPCNE_STATUS_KEYS = ("popsize", "nan_count")
@@ -266,3 +277,16 @@ class PicklingLogger:
             "hpcne has no PicklingLogger: it writes no pickle files (loading one can run arbitrary code). "
             "Use hpcne.logging.HDF5Logger with the same arguments: it saves the same status items to HDF5."
         )
+
+
+# The experiment-tracker loggers live in hpcne.trackers (which builds on this module); EvoTorch users
+# import them from here.
+_TRACKER_LOGGERS = ("MlflowLogger", "TensorBoardLogger", "WandbLogger")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TRACKER_LOGGERS:
+        from hpcne import trackers
+
+        return getattr(trackers, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,6 +16,7 @@ the script prints passed/failed/error/skipped per file and the totals.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -90,7 +91,9 @@ def run_file(tests: Path, name: str, *, timeout: float = 900) -> dict[str, list[
     """Run one test file in its own pytest process; return test ids grouped by outcome."""
     report = tests / f".{name}.xml"
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}", f"{name}.py"]
-    done = subprocess.run(cmd, cwd=tests, capture_output=True, text=True, timeout=timeout, check=False)
+    # EvoTorch's MLflow test writes to MLflow's file store, which MLflow 3 serves only on request.
+    env = {**os.environ, "MLFLOW_ALLOW_FILE_STORE": "true"}
+    done = subprocess.run(cmd, cwd=tests, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     outcomes: dict[str, list[str]] = {"passed": [], "failed": [], "error": [], "skipped": []}
     if not report.exists():
         outcomes["error"].append(f"{name}: pytest produced no report:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")

@@ -61,3 +61,12 @@ def test_hdf5_logger_saves_the_status_items(make_problem: Callable[..., Problem]
 def test_pickling_logger_points_to_the_hdf5_logger(make_problem: Callable[..., Problem]) -> None:
     with pytest.raises(TypeError, match="HDF5Logger"):
         PicklingLogger(SNES(make_problem(), stdev_init=1.0), interval=1)
+
+
+def test_tracker_loggers_are_at_evotorchs_module_path() -> None:
+    from hpcne import logging, trackers
+
+    assert logging.MlflowLogger is trackers.MlflowLogger and logging.WandbLogger is trackers.WandbLogger
+    assert logging.TensorBoardLogger is trackers.TensorBoardLogger
+    with pytest.raises(AttributeError, match="NeptuneLogger"):
+        logging.NeptuneLogger  # noqa: B018
