@@ -446,4 +446,10 @@ def run(argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: exit with the command's status."""
-    sys.exit(run(argv))
+    try:
+        status = run(argv)
+    finally:  # also when a released MPI worker rank leaves by WorkerReleased (a SystemExit)
+        stop_signals = sys.modules.get("hpcne.parallel.signals")
+        if stop_signals is not None:  # train/resume installed stop handlers, and the work is done:
+            stop_signals.ignore_stop_signals()  # a late Ctrl-C must not change the exit status
+    sys.exit(status)

@@ -12,6 +12,7 @@ __all__ = [
     "STOP_SIGNALS",
     "Interrupted",
     "clear_stop",
+    "ignore_stop_signals",
     "install_stop_handlers",
     "request_stop",
     "settle",
@@ -52,6 +53,17 @@ def install_stop_handlers(signals: Iterable[int] = STOP_SIGNALS) -> None:
     """
     for sig in signals:
         signal.signal(sig, _handler)
+
+
+def ignore_stop_signals() -> None:
+    """Ignore the stop signals from now on: the process has finished its work and is exiting.
+
+    Python's finalization puts the default handlers back (not an ignored signal), so without this a
+    Ctrl-C landing while a finished process shuts down would kill it and turn its exit status (75:
+    "resume me", or 0) into a death by SIGINT. Main thread only.
+    """
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def settle() -> None:
