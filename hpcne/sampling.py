@@ -70,7 +70,7 @@ def noise_table_size(length: int) -> int:
 
     ``HPCNE_NOISE_TABLE`` when set, else ``max(2**20, 16 * length)``: 16 distinct offsets per
     decision value keep slices of different solutions from sharing most of their values. The
-    table and its squares take 8 bytes per value in every process (128 MiB at ``d = 10**6``).
+    table and its squares take 8 bytes per value in every process (128 MB at ``d = 10**6``).
 
     Raises:
         ValueError: If ``HPCNE_NOISE_TABLE`` is not an integer at least ``2 * length``.
