@@ -1,31 +1,35 @@
-"""Counter-based Gaussian populations and exact, layout-independent sums over their noise.
+"""Gaussian populations read from a shared noise table, and exact, layout-independent sums over their noise.
 
-Solution ``i`` of evaluation round ``r`` is ``center + stdev * z_i`` where ``z_i`` comes from its
-own stream keyed by ``(seed, r, i)`` (mirrored pairs ``2j, 2j+1`` share the stream of pair ``j``
-as ``+z, -z``). Any process can therefore generate any solution from its index, and no process
-needs the whole population.
+Solution ``i`` of evaluation round ``r`` is ``center + stdev * z_i``, where ``z_i`` is the slice of
+length ``d`` of a table of standard normals starting at an offset hashed from ``(seed, r, i)``
+(mirrored pairs ``2j, 2j+1`` share the slice of pair ``j`` as ``+z, -z``; Salimans et al. 2017).
+Every process builds the same table once, so any process generates any solution from its index
+as a view, without drawing ``d`` normals, and no process needs the whole population.
 
 The separable searchers (PGPE, SNES, CEM) update from two weighted sums over the noise,
-``A = sum_i w_i z_i`` and ``B = sum_i w_i z_i**2``. Each solution's (or pair's) term is rounded
-to a 64-bit fixed-point integer at a scale chosen from the weights alone, and the integers are
-added modulo 2**64. Integer addition is associative, so the sums have the same bits however the
-population is split among processes and in whatever order the pieces are combined (an
-``MPI_Allreduce`` of floats has no such guarantee). The rounding step is at most
-``2**-46 * sum|w|`` per term of ``A`` and ``2**-42 * sum|w|`` of ``B`` (:func:`scales`): far
-below the float32 resolution of the update.
+``A = sum_i w_i z_i`` and ``B = sum_i w_i z_i**2``. The table's values are multiples of
+``2**-16`` (and the table of squares holds ``z**2`` rounded to that grid), and the weights are
+rounded to a fixed-point grid chosen from the weights alone (:func:`scales`), so every term and
+every partial sum is an integer multiple of one quantum below ``2**53``: float64 adds them
+exactly, in any order. The sums therefore have the same bits however the population is split
+among processes (pieces travel as 64-bit integers; an ``MPI_Allreduce`` of floats has no such
+guarantee). A weight is rounded by at most ``2**-32 * sum|w|`` (``2**-28 * sum|w|`` in ``B``):
+far below the float32 resolution of the update.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from hpcne.seeding import generator_for
+from hpcne.seeding import derive_seed, generator_for
 from hpcne.solution import SolutionBatch
 
 if TYPE_CHECKING:
@@ -33,12 +37,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NOISE_BOUND",
+    "NOISE_TABLE_ENV",
     "STREAM_NOISE",
     "GaussianSample",
     "NoiseStream",
     "SampledBatch",
     "from_fixed",
     "noise_sums",
+    "noise_table_size",
     "scales",
 ]
 
@@ -47,18 +53,64 @@ NOISE_BOUND = 16.0
 """Noise is clipped to ``[-16, 16]``; numpy's float32 ziggurat never leaves about ``[-8.3, 8.3]``,
 so the clip only guarantees the bound the fixed-point scales rely on."""
 
-# x + 1.5 * 2**52 rounds x (|x| < 2**51) to an integer held in the low bits of the float64: adding
-# those bits as uint64 accumulates round(x) without a separate float->int conversion pass.
-_MAGIC = 1.5 * 2.0**52
-_MAGIC_BITS = int(np.float64(_MAGIC).view(np.uint64))
-_FIXED_BITS = 50  # |term| < 2**50 after scaling, so the sum of the terms' magnitudes stays < 2**51
-_CHUNK_BYTES = 32 * 2**20  # how much noise is materialised at a time
+NOISE_TABLE_ENV = "HPCNE_NOISE_TABLE"
+"""Environment variable: the number of values in the noise table (the same on every process)."""
+
+_QUANTUM_BITS = 16  # table values are multiples of 2**-16 (and so are the rounded squares)
+_BLOCK = 2**20  # the table is made of blocks of this many values, each from its own stream
+_TABLE_SEED = 0x5A17  # one table for every run: runs differ by their offsets, and a process builds it once
+_MIN_TABLE = 2**20
+_TABLE_PER_DIM = 16
+_EXACT_BITS = 53  # float64 integers up to 2**53 are exact
+_CHUNK_BYTES = 32 * 2**20  # how much of a population is materialised at a time
 
 
-def _unit_noise(seed: int, eval_round: int, unit: int, length: int) -> np.ndarray:
-    """The float32 standard-normal vector of one solution (or mirrored pair), clipped to the bound."""
-    z = generator_for(seed, STREAM_NOISE, eval_round, unit).standard_normal(length, dtype=np.float32)
-    return np.clip(z, -NOISE_BOUND, NOISE_BOUND, out=z)
+def noise_table_size(length: int) -> int:
+    """The number of values in the noise table for solutions of ``length`` decision values.
+
+    ``HPCNE_NOISE_TABLE`` when set, else ``max(2**20, 16 * length)``: 16 distinct offsets per
+    decision value keep slices of different solutions from sharing most of their values. The
+    table and its squares take 8 bytes per value in every process (128 MB at ``d = 10**6``).
+
+    Raises:
+        ValueError: If ``HPCNE_NOISE_TABLE`` is not an integer at least ``2 * length``.
+    """
+    text = os.environ.get(NOISE_TABLE_ENV, "").strip()
+    if not text:
+        return max(_MIN_TABLE, _TABLE_PER_DIM * length)
+    try:
+        size = int(text)
+    except ValueError:
+        size = -1
+    if size < 2 * length:
+        raise ValueError(
+            f"{NOISE_TABLE_ENV}={text!r} must be a number of noise values of at least twice the solution length "
+            f"({2 * length}); unset it for the default max(2**20, 16 * length) = "
+            f"{max(_MIN_TABLE, _TABLE_PER_DIM * length)}."
+        )
+    return size
+
+
+@lru_cache(maxsize=1)  # one table per process (the last size asked for)
+def _noise_table(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The read-only float32 table of ``size`` standard normals on the 2**-16 grid, and their rounded squares."""
+    table = np.empty(size, np.float32)
+    for block, start in enumerate(range(0, size, _BLOCK)):
+        part = table[start : start + _BLOCK]
+        part[:] = generator_for(_TABLE_SEED, STREAM_NOISE, block).standard_normal(len(part), dtype=np.float32)
+    np.clip(table, -NOISE_BOUND, NOISE_BOUND, out=table)
+    table *= 2.0**_QUANTUM_BITS  # exact scaling by powers of two around the rounding
+    np.rint(table, out=table)
+    table *= 2.0**-_QUANTUM_BITS
+    # z**2 < 256 on the 2**-16 grid needs 24 significant bits: exact in float32
+    squares = np.square(table, dtype=np.float64)
+    squares *= 2.0**_QUANTUM_BITS
+    np.rint(squares, out=squares)
+    squares *= 2.0**-_QUANTUM_BITS
+    squares = squares.astype(np.float32)
+    table.setflags(write=False)
+    squares.setflags(write=False)
+    return table, squares
 
 
 @dataclass(frozen=True)
@@ -81,9 +133,20 @@ class NoiseStream:
         """How many independent noise vectors ``num_solutions`` rows hold (pairs count once)."""
         return num_solutions // 2 if self.symmetric else num_solutions
 
+    def _offset(self, unit: int, table_size: int) -> int:
+        return derive_seed(self.seed, STREAM_NOISE, self.eval_round, unit) % (table_size - self.length + 1)
+
     def unit(self, unit: int) -> np.ndarray:
-        """The float32 noise of solution (or mirrored pair) ``unit``."""
-        return _unit_noise(self.seed, self.eval_round, unit, self.length)
+        """The float32 noise of solution (or mirrored pair) ``unit``: a read-only view of the table."""
+        table, _ = _noise_table(noise_table_size(self.length))
+        start = self._offset(unit, len(table))
+        return table[start : start + self.length]
+
+    def unit_squares(self, unit: int) -> np.ndarray:
+        """``unit(unit) ** 2`` rounded to the 2**-16 grid (what the sums of squares use): a read-only view."""
+        _, squares = _noise_table(noise_table_size(self.length))
+        start = self._offset(unit, len(squares))
+        return squares[start : start + self.length]
 
     def signed_units(self, start: int, stop: int) -> Iterator[tuple[np.ndarray, bool]]:
         """For rows ``start..stop-1``: each row's unit noise and whether the row takes it negated."""
@@ -132,15 +195,18 @@ class GaussianSample:
 def scales(weights: np.ndarray, *, symmetric: bool) -> tuple[int, int]:
     """The fixed-point exponents of ``A = sum w z`` and ``B = sum w z**2`` for these weights.
 
-    Each is the largest power of two at which every term, and so any partial sum of terms, stays
-    below ``2**50`` in magnitude, given ``|z| <= NOISE_BOUND``. Every process computes the same
-    exponents from the same weights.
+    Each is the largest power of two ``2**e`` at which every partial sum of the terms is an
+    integer below ``2**53`` in magnitude (so float64 adds them exactly), given the table's grid
+    and ``|z| <= NOISE_BOUND``. Every process computes the same exponents from the same weights;
+    a sum's integer value is its float value times ``2**e``.
     """
     per_unit = _unit_weights(np.asarray(weights, np.float64), symmetric)
     exponents = []
     for unit_weights, power in zip(per_unit, (1, 2)):
-        bound = float(np.abs(unit_weights).sum()) * NOISE_BOUND**power
-        exponents.append(_FIXED_BITS if bound == 0 else _FIXED_BITS - math.ceil(math.log2(bound)))
+        # one bit of margin for rounding the weights up; the grid takes _QUANTUM_BITS of the 53
+        room = _EXACT_BITS - 1 - _QUANTUM_BITS - power * math.ceil(math.log2(NOISE_BOUND))
+        total = float(np.abs(unit_weights).sum())
+        exponents.append(room + _QUANTUM_BITS - (0 if total == 0 else math.ceil(math.log2(total))))
     return exponents[0], exponents[1]
 
 
@@ -154,10 +220,10 @@ def _unit_weights(weights: np.ndarray, symmetric: bool) -> tuple[np.ndarray, np.
 def noise_sums(
     stream: NoiseStream, weights: np.ndarray, exponents: tuple[int, int], start: int, stop: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Fixed-point ``sum w_i z_i`` and ``sum w_i z_i**2`` over the units ``start..stop-1`` of ``sample``.
+    """Fixed-point ``sum w_i z_i`` and ``sum w_i z_i**2`` over the units ``start..stop-1`` of ``stream``.
 
     A unit is a solution, or a mirrored pair when ``stream.symmetric`` (so a split never cuts a
-    pair). Units with zero weights are skipped (their terms are exactly zero).
+    pair). Units whose rounded weights are zero are skipped (their terms are exactly zero).
 
     Args:
         stream: The population's noise.
@@ -167,31 +233,27 @@ def noise_sums(
         stop: One past the last unit.
 
     Returns:
-        Two uint64 vectors of length ``d``, to be added (modulo 2**64) to the other pieces' and
-        turned into floats by :func:`from_fixed`.
+        Two uint64 vectors of length ``d`` (two's-complement integers), to be added (modulo
+        2**64) to the other pieces' and turned into floats by :func:`from_fixed`.
     """
-    weight_a, weight_b = _unit_weights(np.asarray(weights, np.float64), stream.symmetric)
-    sum_a = np.zeros(stream.length, np.uint64)
-    sum_b = np.zeros(stream.length, np.uint64)
+    sums = []
     term = np.empty(stream.length)
-    counted = 0
-    factor_a, factor_b = 2.0 ** exponents[0], 2.0 ** exponents[1]
-    for unit in range(start, stop):
-        if weight_a[unit] == 0 and weight_b[unit] == 0:
-            continue
-        z = stream.unit(unit)
-        np.multiply(z, np.float64(weight_a[unit] * factor_a), out=term)
-        term += _MAGIC
-        sum_a += term.view(np.uint64)
-        np.multiply(z, z, out=term, dtype=np.float64)
-        term *= weight_b[unit] * factor_b
-        term += _MAGIC
-        sum_b += term.view(np.uint64)
-        counted += 1
-    offset = np.uint64((counted * _MAGIC_BITS) % 2**64)
-    sum_a -= offset
-    sum_b -= offset
-    return sum_a, sum_b
+    for unit_weights, exponent, noise in zip(
+        _unit_weights(np.asarray(weights, np.float64), stream.symmetric),
+        exponents,
+        (stream.unit, stream.unit_squares),
+    ):
+        # weights on the grid 2**-(e - 16): times a table value (grid 2**-16), every term and
+        # partial sum is an integer multiple of 2**-e below 2**53 * 2**-e, so float64 sums exactly
+        weight_exponent = exponent - _QUANTUM_BITS
+        rounded = np.ldexp(np.rint(np.ldexp(unit_weights, weight_exponent)), -weight_exponent)
+        total = np.zeros(stream.length)
+        for unit in range(start, stop):
+            if rounded[unit] != 0:
+                np.multiply(noise(unit), rounded[unit], out=term)
+                total += term
+        sums.append(np.ldexp(total, exponent).astype(np.int64).view(np.uint64))
+    return sums[0], sums[1]
 
 
 def from_fixed(total: np.ndarray, exponent: int) -> np.ndarray:

@@ -135,7 +135,7 @@ class GaussianSearchAlgorithm(SearchAlgorithm):
     internal_dtype: ClassVar[torch.dtype | None] = None
     _updates_from_sums: ClassVar[bool] = False
     """The update needs only ``sum w z`` and ``sum w z**2`` (a diagonal stdev): such a searcher samples
-    from the counter-based stream of :mod:`hpcne.sampling` and can run distributed."""
+    from the shared noise table of :mod:`hpcne.sampling` and can run distributed."""
 
     def __init__(
         self,
@@ -317,7 +317,7 @@ class GaussianSearchAlgorithm(SearchAlgorithm):
         return batch, noise
 
     def _sample_batch(self) -> tuple[SolutionBatch, GaussianSample]:
-        """Evaluate ``popsize`` solutions of the counter-based stream of the next evaluation round.
+        """Evaluate ``popsize`` solutions of the next evaluation round, their noise read from the shared table.
 
         Distributed: every process generates and evaluates its own rows; only fitnesses come back.
         Centralized: the rows are generated here and sent out. The rows have the same bits.

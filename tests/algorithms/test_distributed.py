@@ -14,7 +14,16 @@ from hpcne.algorithms import ALGORITHMS, XNES, SearchAlgorithm
 from hpcne.config import ConfigError, RunConfig
 from hpcne.core import Problem
 from hpcne.neuroevolution import GymNE
-from hpcne.sampling import GaussianSample, NoiseStream, SampledBatch, from_fixed, noise_sums, scales
+from hpcne.sampling import (
+    NOISE_TABLE_ENV,
+    GaussianSample,
+    NoiseStream,
+    SampledBatch,
+    from_fixed,
+    noise_sums,
+    noise_table_size,
+    scales,
+)
 
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "pgpe": ("pgpe", {"popsize": 8, "center_learning_rate": 0.1, "stdev_learning_rate": 0.1, "stdev_init": 1.0}),
@@ -55,8 +64,13 @@ def test_noise_sums_have_the_same_bits_for_every_split(symmetric: bool) -> None:
                 summed += part[index]
             assert summed.tobytes() == total.tobytes()
     z = stream.noise(0, 24, np.float64)
-    np.testing.assert_allclose(from_fixed(whole[0], exponents[0]), w @ z, rtol=0, atol=1e-11)
-    np.testing.assert_allclose(from_fixed(whole[1], exponents[1]), w @ z**2, rtol=0, atol=1e-10)
+    squares = np.stack([stream.unit_squares(i // 2 if symmetric else i) for i in range(24)]).astype(np.float64)
+    assert np.abs(squares - z**2).max() <= 2.0**-17  # the table's squares are z**2 on the 2**-16 grid
+    # each weight is rounded to the grid 2**-(e - 16): off by at most half a step, times |z| <= 16 (z**2 <= 256)
+    for total, exponent, noise, bound in zip(whole, exponents, (z, squares), (16, 256)):
+        error = len(w) * bound * 2.0 ** -(exponent - 16 + 1)
+        np.testing.assert_allclose(from_fixed(total, exponent), w @ noise, rtol=0, atol=error)
+        assert error < 1e-7 * np.abs(w).sum() * bound  # far below the float32 resolution of such a sum
 
 
 def test_a_sample_has_mirrored_pairs_and_rows_independent_of_the_range() -> None:
@@ -158,3 +172,16 @@ def test_searchers_that_need_the_whole_population_refuse_distributed(make_proble
         with pytest.raises(ConfigError, match=f"distributed = true needs one of pgpe, snes, cem; '{algo}' updates"):
             RunConfig(algo=algo, distributed=True).validate()
     assert RunConfig(algo="snes", distributed=True).searcher_options()["distributed"] is True
+
+
+def test_the_noise_table_size_is_an_option_checked_for_sense(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = NoiseStream(seed=2, eval_round=0, length=100, symmetric=False)
+    default = stream.unit(0).copy()
+    assert noise_table_size(100) == 2**20 and noise_table_size(10**6) == 16 * 10**6
+    monkeypatch.setenv(NOISE_TABLE_ENV, "5000")
+    assert noise_table_size(100) == 5000 and not np.array_equal(stream.unit(0), default)
+    assert not stream.unit(0).flags.writeable  # a view of the shared table: nobody may change it
+    for bad in ("150", "lots"):
+        monkeypatch.setenv(NOISE_TABLE_ENV, bad)
+        with pytest.raises(ValueError, match=r"HPCNE_NOISE_TABLE=.* at least twice the solution length"):
+            stream.unit(0)
