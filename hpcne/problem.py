@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
+from hpcne import timing
 from hpcne.seeding import derive_seed, fresh_seed
 from hpcne.solution import EvalResult, Solution, SolutionBatch, annotate_solution
 from hpcne.tools import as_numpy, numpy_dtype_of
@@ -387,7 +388,8 @@ class Problem(TensorMakerMixin):
     def _evaluate_round(self, evaluate: Callable[[Runtime], EvalResult]) -> EvalResult:
         """Run one evaluation round through the runtime; book its time, counters and side effects."""
         started = time.perf_counter()
-        result = evaluate(self.runtime)
+        with timing.block("communication"):  # what this process's rollouts inside leave over
+            result = evaluate(self.runtime)
         seconds = time.perf_counter() - started
         self.eval_seconds += seconds
         self.comm_seconds += max(0.0, seconds - self.runtime.compute_seconds)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 import hpcne
+from hpcne import timing
 from hpcne.algorithms import ALGORITHMS, SearchAlgorithm
 from hpcne.config import ConfigError, RunConfig, config_differences
 from hpcne.hints import did_you_mean
@@ -237,22 +238,27 @@ class Trainer:
         finished = False
         try:
             while stop_reason is None:
+                timing.set_key(self.problem._eval_round, role="coordinator")
                 before = self.problem.eval_seconds, self.problem.comm_seconds, time.perf_counter()
-                self.searcher.step()
+                with timing.block("searcher update"):  # what the evaluation round inside leaves over
+                    self.searcher.step()
                 step_time = time.perf_counter() - before[2]
                 self.generation += 1
                 self._check_nan()
                 elapsed = self._elapsed_before + time.monotonic() - started
                 eval_time, comm_time = self.problem.eval_seconds - before[0], self.problem.comm_seconds - before[1]
-                row = self._row(elapsed, eval_time, comm_time, step_time - eval_time)
-                self.results.append(row)
-                trackers.log(row)
-                self._log_best(row)
-                progress.update(row)
-                stop_reason = self._stop_reason(row)
+                with timing.block("logging"):
+                    row = self._row(elapsed, eval_time, comm_time, step_time - eval_time)
+                    self.results.append(row)
+                    trackers.log(row)
+                    self._log_best(row)
+                    progress.update(row)
+                    stop_reason = self._stop_reason(row)
                 preempted = signals.stop_requested() or self.problem.runtime.stop_requested
                 if preempted or stop_reason or self.generation % cfg.checkpoint_every == 0:
-                    self._checkpoint(elapsed)
+                    with timing.block("checkpoint"):
+                        self._checkpoint(elapsed)
+                timing.dump()
                 if preempted:
                     signals.settle()  # written: another Ctrl-C must not turn "resume me" (75) into 130
                 if preempted and stop_reason is None:  # a run that just finished ends normally
@@ -334,7 +340,8 @@ class Trainer:
         problem._num_episodes = self.config.center_episodes
         try:
             values = center.detach().cpu().numpy().astype(problem.wire_dtype)[None]
-            return float(problem._evaluate_local(values, 0, CENTER_ROUND_BASE + self.generation).fitness[0])
+            with timing.block("centre evaluation", absorb=True):
+                return float(problem._evaluate_local(values, 0, CENTER_ROUND_BASE + self.generation).fitness[0])
         finally:
             problem._num_episodes = saved
 

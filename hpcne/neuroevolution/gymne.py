@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hpcne import timing
 from hpcne.core import STREAM_EVALUATION, EvalResult, Solution
 from hpcne.neuroevolution.neproblem import NEProblem, NetworkSpec
 from hpcne.neuroevolution.net import ActClipLayer, ObsNormLayer, RunningStat, ensure_stateful, is_recurrent
@@ -390,13 +391,14 @@ class GymNE(NEProblem):
         n_jobs = values.shape[0] * self._num_episodes
         slots = min(n_jobs, self._rollout_batch_size or self._measure_auto_slots())
         envs = self._envs(slots)  # before _slot_settings, which needs their time limit
-        result = run_lockstep(
-            self._batched_policy(slots),
-            envs,
-            values,
-            self._slot_settings(),
-            **self._rollout_streams(first_index, eval_round),
-        )
+        with timing.rollouts(eval_round):
+            result = run_lockstep(
+                self._batched_policy(slots),
+                envs,
+                values,
+                self._slot_settings(),
+                **self._rollout_streams(first_index, eval_round),
+            )
         return EvalResult(result.returns, result.episodes, result.interactions, result.obs_delta)
 
     def _batched_policy(self, slots: int) -> BatchedPolicy:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
+from hpcne import timing
 from hpcne.core import annotate_solution
 from hpcne.neuroevolution.policies import BatchedPolicy
 from hpcne.watchdog import beat
@@ -117,21 +118,25 @@ def run_lockstep(
     obs_len = int(np.prod(obs_shape))
     flat_obs = len(obs_shape) == 1
     if collect_stats:
+        # Each busy slot sums its job's raw observations and their squares (float64, in time order) in
+        # slot_stats[slot] = [sum, sumsq]; a finished job's sums move to job_stats[job]. Three numpy calls
+        # per step for all slots, and the same bits as summing per job, whatever the number of slots.
         job_count = np.zeros(num_jobs, np.int64)
-        job_sum = np.zeros((num_jobs, obs_len))
-        job_sumsq = np.zeros((num_jobs, obs_len))
+        job_stats = np.zeros((num_jobs, 2, obs_len))
+        slot_stats = np.zeros((slots, 2, obs_len))
+        step_stats = np.zeros((slots, 2, obs_len))  # this step's [obs, obs**2], float64
 
     raw = np.zeros((policy.slots, obs_len), np.float32)  # the latest raw observation of each slot
-    normalize = obs_mean is not None
-    if normalize:
+    normalizing = obs_mean is not None
+    if normalizing:
         mean32 = np.asarray(obs_mean, np.float32).reshape(-1)
         std32 = np.asarray(obs_stdev, np.float32).reshape(-1)
         x = np.empty_like(raw)
     else:
         x = raw
     steps = [env.step for env in envs[:slots]]
+    forward = policy.__call__
     job_of = [-1] * slots
-    job_arr = np.full(slots, -1, np.int64)  # job_of as an array, for batched statistics
     loaded = [-1] * slots
     t_of = [0] * slots
     ret = [0.0] * slots
@@ -156,19 +161,19 @@ def run_lockstep(
         nonlocal next_job
         if next_job >= num_jobs:
             job_of[slot] = -1
-            job_arr[slot] = -1
             return None
         job = next_job
         next_job += 1
         sol, ep = divmod(job, num_eps)
         job_of[slot] = job
-        job_arr[slot] = job
         if loaded[slot] != sol:
             policy.load(slot, params[sol])
             loaded[slot] = sol
         policy.reset(slot)
         t_of[slot] = 0
         ret[slot] = 0.0
+        if collect_stats:
+            slot_stats[slot] = 0.0
         noise[slot] = noise_rng(sol, ep) if use_noise else None  # type: ignore[misc]
         beat()
         obs, _ = envs[slot].reset(seed=episode_seed(sol, ep))
@@ -186,19 +191,28 @@ def run_lockstep(
     def accumulate(rows: list[int]) -> None:
         """Add the current raw observations of ``rows`` to their jobs' statistics."""
         if len(rows) == slots:
-            jobs, obs = job_arr, raw[:slots].astype(np.float64)
+            pair, acc = step_stats, slot_stats
+            np.copyto(pair[:, 0], raw[:slots])
+            np.multiply(pair[:, 0], pair[:, 0], out=pair[:, 1])
+            np.add(acc, pair, out=acc)
         else:
-            jobs, obs = job_arr[rows], raw[rows].astype(np.float64)
-        job_count[jobs] += 1  # each busy slot has its own job: no repeated indices
-        job_sum[jobs] += obs
-        job_sumsq[jobs] += obs * obs
+            obs = raw[rows].astype(np.float64)
+            slot_stats[rows, 0] += obs
+            slot_stats[rows, 1] += obs * obs
 
-    def accumulate_final(job: int, observation: np.ndarray) -> None:
-        """Add an episode's final observation to its job's statistics."""
+    def finish_stats(slot: int, job: int, observation: np.ndarray) -> None:
+        """Add an episode's final observation to its slot's sums and hand them to its job."""
         obs = np.asarray(observation, np.float32).reshape(-1).astype(np.float64)
-        job_count[job] += 1
-        job_sum[job] += obs
-        job_sumsq[job] += obs * obs
+        acc = slot_stats[slot]
+        acc[0] += obs
+        acc[1] += obs * obs
+        job_stats[job] = acc
+        job_count[job] = t_of[slot] + 1  # the first observation and one per step
+
+    def normalize() -> None:
+        """Normalise the raw observations into ``x`` with the frozen statistics."""
+        np.subtract(raw, mean32, out=x)
+        np.divide(x, std32, out=x)
 
     def non_finite_slot(out: np.ndarray) -> int | None:
         """A busy slot whose policy output is NaN or infinite, if any (one cheap sum shows them all)."""
@@ -206,6 +220,13 @@ def run_lockstep(
         if math.isfinite(total):
             return None
         return next((slot for slot in busy if not np.isfinite(out[slot]).all()), None)
+
+    if timing.active() is not None:  # HPCNE_PROFILE: time the phases (nothing is wrapped otherwise)
+        steps = [timing.timed("env.step", step) for step in steps]
+        start = timing.timed("env.reset", start)
+        forward = timing.timed("policy", forward)
+        normalize, accumulate = timing.timed("obs-norm", normalize), timing.timed("obs-norm", accumulate)
+        finish_stats = timing.timed("obs-norm", finish_stats)
 
     s = -1  # the slot being worked on, for error reports (-1: not a single slot)
     try:
@@ -223,10 +244,9 @@ def run_lockstep(
         nz = np.zeros((policy.slots, 1)) if use_noise else None
         single = policy.slots == 1
         while busy:
-            if normalize:
-                np.subtract(raw, mean32, out=x)
-                np.divide(x, std32, out=x)
-            out = policy(x, busy)
+            if normalizing:
+                normalize()
+            out = forward(x, busy)
             bad = non_finite_slot(out)
             if bad is not None:
                 s = bad
@@ -270,7 +290,7 @@ def run_lockstep(
                 if terminated or truncated or t == limit:
                     episode_returns[job_of[s]] = ret[s]
                     if collect_stats:
-                        accumulate_final(job_of[s], obs)
+                        finish_stats(s, job_of[s], obs)
                     obs = start(s)
                     if obs is None:
                         continue
@@ -295,5 +315,5 @@ def run_lockstep(
     returns = episode_returns.reshape(num_solutions, num_eps).sum(axis=1) / num_eps
     obs_delta = None
     if collect_stats:
-        obs_delta = np.concatenate([[job_count.sum()], job_sum.sum(axis=0), job_sumsq.sum(axis=0)])
+        obs_delta = np.concatenate([[job_count.sum()], job_stats[:, 0].sum(axis=0), job_stats[:, 1].sum(axis=0)])
     return RolloutResult(returns, interactions, num_jobs, obs_delta)
