@@ -3,10 +3,13 @@
 Measures:
 
     throughput   per-core steps/s of hpcne vs bare env.step (CartPole, Pendulum, HalfCheetah, Humanoid),
+                 the shipped example configs on one worker against the bare ceiling, with their time split,
                  then VecGymNE vs GymNE and the bare vector env (CartPole, HalfCheetah)
     rollout      per-core steps/s vs bare env.step per case or policy backend (its own options: rollout --help)
     parallel     parallel efficiency of each layout and the MPI coordinator's overhead (parallel --help)
-    scaling      steps/s, efficiency and time split over 1-4 MPI ranks
+    scaling      steps/s, efficiency and time split over 1-4 MPI ranks, then the HalfCheetah example on
+                 N ranks and an N-worker pool against N bare loops at once
+    examples     only the example-config rows (choose configs and layouts)
     evotorch     steps/s and s/generation, hpcne vs EvoTorch 0.6.1 (1 and 2 workers)
     solve        time and interactions to a target return, hpcne vs EvoTorch
     comm         bytes per generation and rank over MPI, measured, and a model to 1,000 ranks
@@ -21,6 +24,7 @@ to ``.bench/results/MEASURE.md``. ``--quick`` is a smoke run (10-50 s per measur
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import ROOT, machine_notes
+from benchmarks.examples import EXAMPLES
 from benchmarks.tasks import SOLVE_TASKS, SPEED_TASKS
 
 RESULTS = ROOT / ".bench" / "results"
@@ -70,13 +75,21 @@ def build_parser() -> argparse.ArgumentParser:
         help_text = f"default {default}; among {', '.join(known)}"
         command.add_argument("--tasks", type=_tasks(known), default=None, help=help_text)
 
-    command = add("throughput", "per-core steps/s vs bare env.step, then VecGymNE (8-9 min)")
+    command = add("throughput", "per-core steps/s vs bare env.step, the example configs, then VecGymNE (14-16 min)")
     command.add_argument("--repeats", type=int, default=3)
     command.add_argument("--chunks", type=int, default=3, help="evaluations per repeat, each between bare chunks")
 
-    command = add("scaling", "1-4 MPI ranks: steps/s, efficiency, time split (4-5 min)")
+    command = add("examples", "the example configs against the machine's ceiling, with the time split")
+    command.add_argument("--configs", type=_tasks(EXAMPLES), default=None, help=f"among {', '.join(EXAMPLES)}")
+    command.add_argument(
+        "--layouts", type=_csv_list, default=["1"], help="1 (one worker), mpiN, poolN; e.g. 1,mpi2,pool2"
+    )
+    command.add_argument("--repeats", type=int, default=1)
+
+    command = add("scaling", "1-4 MPI ranks: steps/s, efficiency, time split; the example on N (8-10 min)")
     add_tasks(command, SPEED_TASKS, "halfcheetah,cartpole")
     command.add_argument("--ranks", type=_int_list, default=[1, 2, 3, 4])
+    command.add_argument("--processes", type=int, default=None, help="N for the example rows (default: cores)")
     command.add_argument("--repeats", type=int, default=3)
     command.add_argument("--generations", type=int, default=None, help="timed generations (default per task)")
 
@@ -117,6 +130,11 @@ SPEED_GENERATIONS = {"cartpole": 3, "cartpole-balancing": 1, "halfcheetah": 3, "
 SCALING_GENERATIONS = {"cartpole": 10, "halfcheetah": 3}
 
 
+def _beside(out: Path, name: str) -> Path:
+    """``out``'s sibling file for a second table of the same measure (``scaling-examples.csv``)."""
+    return out.with_name(f"{out.stem}-{name}{out.suffix}")
+
+
 def run(args: argparse.Namespace) -> str:
     """Run the chosen measure; return its Markdown."""
     out = getattr(args, "out", None) or RESULTS / f"{args.measure}.csv"
@@ -126,12 +144,29 @@ def run(args: argparse.Namespace) -> str:
         repeats, chunks = (1, 1) if args.quick else (args.repeats, args.chunks)
         return throughput(out, repeats=repeats, chunks=chunks, quick=args.quick)
     if args.measure == "scaling":
+        from benchmarks.examples import examples
         from benchmarks.scaling import scaling
 
         tasks = args.tasks or (["cartpole"] if args.quick else ["halfcheetah", "cartpole"])
         generations = {t: args.generations or (1 if args.quick else SCALING_GENERATIONS.get(t, 3)) for t in tasks}
-        return scaling(
-            out, tasks=tasks, ranks=args.ranks, repeats=1 if args.quick else args.repeats, generations=generations
+        repeats = 1 if args.quick else args.repeats
+        n = args.processes or os.cpu_count() or 1
+        return scaling(out, tasks=tasks, ranks=args.ranks, repeats=repeats, generations=generations) + examples(
+            _beside(out, "examples"),
+            names=["halfcheetah-pgpe"],
+            layouts=[("1 worker", 1), ("mpi", n), ("pool", n)],
+            repeats=1 if args.quick else 2,
+            quick=args.quick,
+        )
+    if args.measure == "examples":
+        from benchmarks.examples import examples, parse_layout
+
+        return examples(
+            out,
+            names=args.configs or list(EXAMPLES),
+            layouts=[parse_layout(text) for text in args.layouts],
+            repeats=args.repeats,
+            quick=args.quick,
         )
     if args.measure == "evotorch":
         from benchmarks.compare import evotorch_speed

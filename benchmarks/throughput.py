@@ -18,6 +18,7 @@ from typing import Any
 
 from benchmarks import rollout
 from benchmarks.common import LoadTracker, markdown_table, shown, write_csv
+from benchmarks.examples import EXAMPLES, examples
 from benchmarks.tasks import mlp
 from benchmarks.vectorized import vectorized
 
@@ -107,10 +108,19 @@ def throughput(out: Path, *, repeats: int, chunks: int, quick: bool, hidden: int
         "episode length bare / hpcne",
     ]
     vector_out = out.with_name(f"{out.stem}-vectorized{out.suffix}")
+    example_rows = examples(
+        out.with_name(f"{out.stem}-examples{out.suffix}"),
+        names=list(EXAMPLES),
+        layouts=[("1 worker", 1)],
+        repeats=min(repeats, 2),
+        quick=quick,
+    )
     return (
         f"One core (one torch/BLAS thread, `num_actors=None`), `{network}`, N(0, 1) parameters, "
         f"{chunks} evaluations per repeat between bare chunks, medians of {repeats} repeats\n\n"
         + markdown_table(headers, table)
         + f"\n({load.describe()} during the runs; all repeats: {shown(out)})\n\n"
+        + example_rows
+        + "\n"
         + vectorized(vector_out, network, repeats=repeats, chunks=chunks, quick=quick)
     )

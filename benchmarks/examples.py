@@ -1,0 +1,260 @@
+"""The shipped example configs as users run them, against the machine's own ceiling, with the time split.
+
+Each row runs ``hpcne train examples/NAME.toml`` as it is (its popsize, observation
+normalization, centre evaluations, checkpoints and logging) for a few generations, in one of
+three layouts: one in-process worker (``--workers 1``), ``mpiexec -n N`` and a pool of N
+workers (``--workers N``). Its steps/s is the steady state read from the run's results file
+(interactions and wall time of the generations after the warm-up ones). The ceiling is measured
+in the same run, just before and just after: N bare loops at once (``env.step`` with random
+actions on a ``gymnasium.make`` environment, one process each), their summed steps/s averaged.
+
+A second run of the same command with ``HPCNE_PROFILE`` set gives the time split of every
+process (hpcne/timing.py): env.step, resets, policy calls, observation normalization, the
+engine's own bookkeeping, communication and waiting, the searcher update, logging,
+checkpoints and centre evaluations, as shares of the processes' summed time. The env.step
+rate inside that run, next to the bare one, separates what the environment costs in the states
+the policies visit (not hpcne's) from what hpcne adds around it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import ONE_THREAD, ROOT, LoadTracker, markdown_table, median, mpiexec, shown, write_csv
+
+__all__ = ["EXAMPLES", "PHASES", "examples", "parse_layout"]
+
+# example -> (environment, timed generations, warm-up generations, bare seconds per process)
+EXAMPLES = {
+    "cartpole-pgpe": ("CartPole-v1", 40, 5, 6.0),
+    "pendulum-pgpe": ("Pendulum-v1", 40, 4, 6.0),
+    "halfcheetah-pgpe": ("HalfCheetah-v5", 5, 1, 10.0),
+    "humanoid-pgpe": ("Humanoid-v5", 8, 2, 10.0),
+}
+PHASES = [
+    "env.step",
+    "env.reset",
+    "policy",
+    "obs-norm",
+    "engine",
+    "communication",
+    "searcher update",
+    "logging",
+    "checkpoint",
+    "centre evaluation",
+]
+LAYOUTS = ("1 worker", "mpi", "pool")
+
+
+def parse_layout(text: str) -> tuple[str, int]:
+    """``"1"`` (one in-process worker), ``"mpiN"`` or ``"poolN"`` as (layout, processes)."""
+    for layout in ("mpi", "pool"):
+        if text.startswith(layout) and text[len(layout) :].isdigit() and int(text[len(layout) :]) >= 1:
+            return layout, int(text[len(layout) :])
+    if text == "1":
+        return "1 worker", 1
+    raise argparse.ArgumentTypeError(f"a layout is 1, mpiN or poolN (e.g. mpi2); got {text!r}")
+
+
+def bare(env_id: str, seconds: float) -> float:
+    """Steps/s of random actions on a ``gymnasium.make`` environment for about ``seconds`` (one process)."""
+    import gymnasium as gym
+
+    from hpcne.neuroevolution.quiet import quiet_env_libraries
+
+    quiet_env_libraries(env_id)
+    env = gym.make(env_id)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    actions = [env.action_space.sample() for _ in range(1024)]
+    steps, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        for action in actions:
+            _, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                env.reset()
+        steps += len(actions)
+    return steps / (time.perf_counter() - started)
+
+
+def ceiling(env_id: str, processes: int, seconds: float) -> list[float]:
+    """Steps/s of each of ``processes`` bare loops run at once."""
+    command = [sys.executable, "-m", "benchmarks.examples", "bare", env_id, str(seconds)]
+    env = {**os.environ, **ONE_THREAD}
+    pipe = subprocess.PIPE
+    running = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=pipe, text=True) for _ in range(processes)]
+    rates = []
+    for process in running:
+        out, _ = process.communicate(timeout=seconds * 10 + 120)
+        if process.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed (exit {process.returncode}).")
+        rates.append(float(json.loads(out.strip().splitlines()[-1])["steps_per_s"]))
+    return rates
+
+
+def train_command(example: str, layout: str, processes: int, generations: int, run_dir: Path) -> list[str]:
+    """``hpcne train examples/EXAMPLE.toml`` in ``layout`` with ``processes`` workers or ranks."""
+    hpcne = [sys.executable, "-m", "hpcne", "train", str(ROOT / "examples" / f"{example}.toml")]
+    options = ["--generations", str(generations), "--run-dir", str(run_dir), "--log-interval", "1000000"]
+    if layout == "mpi":
+        return [mpiexec(), "-n", str(processes), sys.executable, "-m", "mpi4py", *hpcne[1:], *options]
+    return [*hpcne, *options, "--workers", str(processes if layout == "pool" else 1)]
+
+
+def train(command: list[str], profile: Path | None, timeout: float = 1800) -> None:
+    """Run one training command (with ``HPCNE_PROFILE=profile`` when given)."""
+    env = {**os.environ, **ONE_THREAD, "MPIEXEC_TIMEOUT": str(int(timeout))}
+    env.pop("HPCNE_PROFILE", None)
+    if profile is not None:
+        env["HPCNE_PROFILE"] = str(profile)
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout + 60, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+
+
+def steady_rate(run_dir: Path, warmup: int) -> tuple[float, int, float]:
+    """Interactions per second after the first ``warmup`` generations, their number and seconds (results.h5)."""
+    import h5py
+
+    with h5py.File(run_dir / "results.h5", "r") as f:
+        log = f["log"]
+        interactions, wall = log["interaction_count"][:], log["wall_time"][:]
+    steps, seconds = int(interactions[-1] - interactions[warmup - 1]), float(wall[-1] - wall[warmup - 1])
+    return steps / seconds, steps, seconds
+
+
+def split(profile: Path, skip_rounds: int, capacity: float) -> dict[str, float]:
+    """Shares of ``capacity`` (processes × seconds) per phase, rounds before ``skip_rounds`` left out.
+
+    ``communication`` is what the other phases leave of the capacity: messages, and processes
+    waiting for work (a pool's coordinator, which does not evaluate, only adds its own phases).
+    """
+    totals: dict[str, float] = dict.fromkeys(PHASES, 0.0)
+    for path in profile.glob("phases-*.json"):
+        record = json.loads(path.read_text())
+        for key, phases in record["seconds"].items():
+            if key.isdigit() and int(key) >= skip_rounds:
+                for name, seconds in phases.items():
+                    if name != "communication":
+                        totals[name] = totals.get(name, 0.0) + seconds
+    totals["communication"] = max(0.0, capacity - sum(totals.values()))
+    whole = sum(totals.values())
+    return {name: seconds / whole for name, seconds in totals.items()} | {"total_seconds": whole}
+
+
+def measure(example: str, layout: str, processes: int, quick: bool) -> dict[str, Any]:
+    """One row: the ceiling before and after, the plain run's steady steps/s, the profiled run's split."""
+    env_id, generations, warmup, seconds = EXAMPLES[example]
+    if quick:
+        generations, warmup, seconds = max(2, generations // 4), 1, 2.0
+    n = processes if layout != "1 worker" else 1
+    before = ceiling(env_id, n, seconds)
+    with tempfile.TemporaryDirectory(prefix="hpcne-examples-") as tmp:
+        run_dir = Path(tmp) / "run"
+        train(train_command(example, layout, n, generations + warmup, run_dir), None)
+        rate, _, _ = steady_rate(run_dir, warmup)
+        after = ceiling(env_id, n, seconds)
+        profiled_dir, profile = Path(tmp) / "profiled", Path(tmp) / "phases"
+        train(train_command(example, layout, n, generations + warmup, profiled_dir), profile)
+        profiled_rate, profiled_steps, profiled_seconds = steady_rate(profiled_dir, warmup)
+        shares = split(profile, warmup, n * profiled_seconds)
+    ceiling_rate = (sum(before) + sum(after)) / 2
+    env_seconds = shares["env.step"] * shares["total_seconds"]
+    return {
+        "example": example,
+        "env": env_id,
+        "layout": layout if layout == "1 worker" else f"{layout} {n}",
+        "processes": n,
+        "ceiling_steps_per_s": round(ceiling_rate, 1),
+        "bare_per_process": round(ceiling_rate / n, 1),
+        "hpcne_steps_per_s": round(rate, 1),
+        "ratio": round(rate / ceiling_rate, 4),
+        "profiled_steps_per_s": round(profiled_rate, 1),
+        # env.step's own rate inside the profiled run (per process), against a bare loop alone
+        "inner_env_ratio": round(profiled_steps / max(env_seconds, 1e-9) / (ceiling_rate / n), 4),
+        **{f"share_{name}": round(shares[name], 4) for name in PHASES},
+        "split_seconds": round(shares["total_seconds"], 2),
+    }
+
+
+def examples(out: Path, *, names: list[str], layouts: list[tuple[str, int]], repeats: int, quick: bool) -> str:
+    """Measure every (example, layout); write the CSV and return the Markdown tables."""
+    load = LoadTracker()
+    rows: list[dict[str, Any]] = []
+    for repeat in range(repeats):
+        for name in names:
+            for layout, processes in layouts:
+                row = measure(name, layout, processes, quick) | {"repeat": repeat, "load": round(load.sample(), 2)}
+                rows.append(row)
+                print(f"  {name}, {row['layout']}, repeat {repeat}: {row['ratio']:.2f} of the ceiling", flush=True)
+    write_csv(out, rows)
+    return _tables(rows, repeats) + f"\n({load.describe()} during the runs; all runs: {shown(out)})\n"
+
+
+def _tables(rows: list[dict[str, Any]], repeats: int) -> str:
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["example"], row["layout"]), []).append(row)
+    speed, shares = [], []
+    for (name, layout), mine in groups.items():
+
+        def med(key: str, mine: list[dict[str, Any]] = mine) -> float:
+            return median(float(r[key]) for r in mine)
+
+        ratios = [r["ratio"] for r in mine]
+        speed.append(
+            [
+                f"`examples/{name}.toml`",
+                layout,
+                f"{med('bare_per_process'):,.0f}",
+                f"{med('ceiling_steps_per_s'):,.0f}",
+                f"{med('hpcne_steps_per_s'):,.0f}",
+                f"**{med('ratio'):.2f}**",
+                f"{min(ratios):.2f}–{max(ratios):.2f}",
+                f"{med('inner_env_ratio'):.2f}",
+            ]
+        )
+        shares.append([f"`{name}`", layout] + [f"{100 * med(f'share_{p}'):.1f}" for p in PHASES])
+    return (
+        f"Shipped example configs as they are (`hpcne train examples/NAME.toml`), steady state after the warm-up "
+        f"generations, medians of {repeats} run(s); ceiling = the summed steps/s of as many bare `env.step` loops "
+        "at once, measured just before and after\n\n"
+        + markdown_table(
+            [
+                "config",
+                "layout",
+                "bare steps/s per process",
+                "ceiling (steps/s)",
+                "hpcne steps/s",
+                "hpcne ÷ ceiling",
+                "range",
+                "env.step inside hpcne ÷ bare",
+            ],
+            speed,
+        )
+        + "\nTime split of a profiled run of the same command (`HPCNE_PROFILE`): % of the evaluating processes' "
+        "time after the warm-up (N processes × wall time); communication is what the other phases leave: "
+        "messages and waiting\n\n" + markdown_table(["config", "layout", *PHASES], shares)
+    )
+
+
+def main() -> None:
+    """``bare ENV SECONDS``: one bare loop, prints a JSON line."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.examples")
+    parser.add_argument("what", choices=["bare"])
+    parser.add_argument("env")
+    parser.add_argument("seconds", type=float)
+    args = parser.parse_args()
+    print(json.dumps({"steps_per_s": bare(args.env, args.seconds)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
