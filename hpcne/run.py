@@ -45,6 +45,7 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: checkpointed after a stop signal; run the same command again to resume
 # Center evaluations use rounds far from the training rounds so that they never change training.
 CENTER_ROUND_BASE = 2**40
+RESULTS_FLUSH_SECONDS = 1.0  # log rows reach results.h5 within this (batched: a write costs ms), and at each checkpoint
 
 
 class RunError(RuntimeError):
@@ -395,6 +396,7 @@ class Trainer:
             },
         }
         attrs = {"config": self.config.to_json(), **{f"version_{k}": v for k, v in versions().items()}}
+        self.results.flush()  # a resume finds every generation up to its checkpoint logged
         self.checkpoints.save(self.generation, state, attrs)
 
     def _write_best(self) -> Path | None:
@@ -446,7 +448,13 @@ def _open_results(path: Path, *, attrs: dict[str, Any], best_length: int, obs_le
     while True:
         try:
             return ResultsWriter(
-                path, RESULT_COLUMNS, attrs=attrs, best_length=best_length, obs_length=obs_length, resume=path.exists()
+                path,
+                RESULT_COLUMNS,
+                attrs=attrs,
+                best_length=best_length,
+                obs_length=obs_length,
+                resume=path.exists(),
+                flush_seconds=RESULTS_FLUSH_SECONDS,
             )
         except DamagedFileError as err:  # kept for whoever can repair it; the run goes on with a new file
             aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")

@@ -49,6 +49,7 @@ class Phases:
         self.key = "start"
         self.seconds: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         self.spans: dict[str, list[float]] = {}  # key -> [first start, last end] of this process's rollouts
+        self.started: dict[str, float] = {}  # key -> when the coordinator started it (perf_counter)
         self._calls = 0.0  # seconds booked by timed calls so far, under any key
         self._inner: list[list[float]] = []  # per open block: [seconds of the blocks inside it, less their calls]
         self._absorb: str | None = None
@@ -103,6 +104,7 @@ class Phases:
             "host": socket.gethostname(),
             "seconds": {k: dict(v) for k, v in self.seconds.items()},
             "spans": self.spans,
+            "started": self.started,
         }
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(record))
@@ -147,6 +149,7 @@ def set_key(key: int | str, *, role: str | None = None) -> None:
     phases = active()
     if phases is not None:
         phases.key = str(key)
+        phases.started[phases.key] = time.perf_counter()
         if role is not None:
             phases.role = role
 

@@ -175,3 +175,30 @@ def test_reader_process_sees_rows_while_the_writer_appends(tmp_path: Path) -> No
     counts = [int(count) for count in output.split()]
     assert counts[0] == 0 and counts[-1] == rows
     assert counts == sorted(counts) and len(set(counts)) > 2
+
+
+def test_batched_rows_are_written_on_flush_truncate_and_close(tmp_path: Path) -> None:
+    path = tmp_path / "results.h5"
+    writer = ResultsWriter(path, COLUMNS, flush_seconds=3600)  # nothing is written by the clock in this test
+    try:
+        writer.append({"generation": 1, "mean_eval": 0.5, "popsize": 8})
+        writer.append({"generation": 2, "mean_eval": 1.0, "popsize": 8})
+        assert writer.last_generation == 2
+        with pytest.raises(ValueError, match="greater than the last logged one"):
+            writer.append({"generation": 2, "popsize": 8})  # checked against the pending rows too
+        with h5py.File(path, "r", swmr=True) as f:
+            assert len(f["log/generation"]) == 0
+        writer.flush()
+        with h5py.File(path, "r", swmr=True) as f:
+            assert f["log/generation"][:].tolist() == [1, 2]
+        writer.append({"generation": 3, "popsize": 8})
+        writer.append({"generation": 4, "popsize": 8})
+        writer.truncate(3)  # a pending row is written before the log is cut
+        assert writer.last_generation == 3
+        writer.append({"generation": 4, "mean_eval": 2.0, "popsize": 8})
+    finally:
+        writer.close()
+    frame = read_results(path)
+    assert frame["generation"].tolist() == [1, 2, 3, 4]
+    assert frame["mean_eval"].tolist()[:2] == [0.5, 1.0] and frame["mean_eval"].iloc[3] == 2.0
+    assert np.isnan(frame["mean_eval"].iloc[2])
