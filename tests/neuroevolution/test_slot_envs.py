@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hpcne.neuroevolution import GymNE
-from hpcne.neuroevolution.gymne import POLICY_SHARE, choose_slots, unwrap_make
+from hpcne.neuroevolution.gymne import ENGINE_SHARE, choose_slots, unwrap_make
 
 
 class Passthrough(gym.Wrapper):
@@ -60,15 +60,15 @@ def test_fitnesses_equal_those_of_the_wrapped_environment(env_id: str, episode_l
 
 
 @pytest.mark.parametrize(
-    ("policy_us", "step_us", "slots"),
+    ("engine_us", "step_us", "slots"),
     [(8.0, 8.0, 32), (8.0, 60.0, 8), (5.0, 60.0, 4), (6.0, 250.0, 1), (1000.0, 5.0, 32), (0.1, 8.0, 1)],
 )
-def test_the_automatic_batch_size_makes_the_policy_a_small_share_of_the_steps(
-    policy_us: float, step_us: float, slots: int
+def test_the_automatic_batch_size_makes_the_engine_a_small_share_of_the_steps(
+    engine_us: float, step_us: float, slots: int
 ) -> None:
-    assert choose_slots(policy_us * 1e-6, step_us * 1e-6) == slots
+    assert choose_slots(engine_us * 1e-6, step_us * 1e-6) == slots
     if slots < 32:
-        assert policy_us / slots <= POLICY_SHARE * step_us < policy_us / max(slots // 2, 1) or slots == 1
+        assert engine_us / slots <= ENGINE_SHARE * step_us < engine_us / max(slots // 2, 1) or slots == 1
 
 
 def test_the_automatic_batch_size_is_measured_once_and_changes_no_result() -> None:
