@@ -113,6 +113,7 @@ class MPIRuntime:
         self._closed = False
         self._in_round = False
         self._rows = np.empty(0, problem.wire_dtype)  # a worker's receive buffer, reused
+        self._chunk = np.empty((0, 0), np.float32)  # a chunk of generated rows (distributed mode), reused
         self._splits: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._status = MPI.Status()
 
@@ -305,9 +306,12 @@ class MPIRuntime:
         if isinstance(rows, np.ndarray):
             return evaluate_piece(self._problem, rows[start:stop], start, eval_round)
         results = []
-        for first in range(start, stop, rows.chunk_rows()):
-            last = min(first + rows.chunk_rows(), stop)
-            values = rows.rows(first, last).astype(self._problem.wire_dtype, copy=False)
+        chunk = rows.chunk_rows()
+        if self._chunk.shape != (chunk, rows.stream.length) or self._chunk.dtype != rows.center.dtype:
+            self._chunk = np.empty((chunk, rows.stream.length), rows.center.dtype)
+        for first in range(start, stop, chunk):
+            last = min(first + chunk, stop)
+            values = rows.rows(first, last, self._chunk).astype(self._problem.wire_dtype, copy=False)
             result = evaluate_piece(self._problem, values, first, eval_round)
             if isinstance(result, Failure):
                 return result

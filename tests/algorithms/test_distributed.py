@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from hpcne import sampling
 from hpcne.algorithms import ALGORITHMS, XNES, SearchAlgorithm
 from hpcne.config import ConfigError, RunConfig
 from hpcne.core import Problem
@@ -73,6 +74,17 @@ def test_noise_sums_have_the_same_bits_for_every_split(symmetric: bool) -> None:
         assert error < 1e-7 * np.abs(w).sum() * bound  # far below the float32 resolution of such a sum
 
 
+def test_noise_sums_do_not_depend_on_the_column_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = NoiseStream(seed=2, eval_round=1, length=300, symmetric=True)
+    w = weights(16, seed=4)
+    exponents = scales(w, symmetric=True)
+    whole = noise_sums(stream, w, exponents, 0, 8)
+    monkeypatch.setattr(sampling, "_SUM_BLOCK", 7)  # blocks that do not divide the length
+    blocked = noise_sums(stream, w, exponents, 0, 8)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(whole, blocked))
+    assert whole[0].any() and whole[1].any()
+
+
 def test_a_sample_has_mirrored_pairs_and_rows_independent_of_the_range() -> None:
     stream = NoiseStream(seed=1, eval_round=0, length=50, symmetric=True)
     sample = GaussianSample(stream, np.full(50, 0.5, np.float32), np.full(50, 2.0, np.float32))
@@ -80,6 +92,8 @@ def test_a_sample_has_mirrored_pairs_and_rows_independent_of_the_range() -> None
     assert np.array_equal(noise[0::2], -noise[1::2]) and len(np.unique(noise[0::2, 0])) == 3
     assert rows.tobytes() == (sample.center + sample.stdev * noise).tobytes()
     assert rows[3:5].tobytes() == sample.rows(3, 5).tobytes()
+    buffer = np.full((4, 50), np.nan, np.float32)
+    assert sample.rows(3, 5, buffer).tobytes() == rows[3:5].tobytes() and not np.isnan(buffer[:2]).any()
     other_round = GaussianSample(NoiseStream(1, 1, 50, True), sample.center, sample.stdev)
     assert not np.array_equal(other_round.rows(0, 2), rows[:2])
 
