@@ -43,6 +43,7 @@ __all__ = [
     "GaussianSample",
     "NoiseStream",
     "SampledBatch",
+    "check_noise_table",
     "from_fixed",
     "noise_sums",
     "noise_table_size",
@@ -91,6 +92,28 @@ def noise_table_size(length: int) -> int:
             f"{max(_MIN_TABLE, _TABLE_PER_DIM * length)}."
         )
     return size
+
+
+def check_noise_table(saved: int, length: int) -> None:
+    """Refuse to continue a run sampled from a noise table of another size than this process's.
+
+    The table's size decides every solution's noise (the offsets are taken modulo it), so the
+    same seed gives another run with another size.
+
+    Raises:
+        ValueError: If ``saved`` differs from :func:`noise_table_size` here; the message names both
+            sizes and the setting that gives the saved one.
+    """
+    current = noise_table_size(length)
+    if saved == current:
+        return
+    default = max(_MIN_TABLE, _TABLE_PER_DIM * length)
+    setting = f"unset {NOISE_TABLE_ENV} (the default)" if saved == default else f"export {NOISE_TABLE_ENV}={saved}"
+    raise ValueError(
+        f"The saved run sampled its populations from a noise table of {saved:,} values, but this process "
+        f"has {current:,} ({NOISE_TABLE_ENV}={os.environ.get(NOISE_TABLE_ENV, '')!r}); another table gives "
+        f"another run. To continue it, {setting} on every process; or start a new run."
+    )
 
 
 @lru_cache(maxsize=1)  # one table per process (the last size asked for)

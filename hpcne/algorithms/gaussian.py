@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -12,7 +13,16 @@ from hpcne.algorithms.base import SearchAlgorithm, check_int, check_obj_index, c
 from hpcne.algorithms.optimizers import CenterOptimizer, make_optimizer
 from hpcne.algorithms.ranking import check_ranking_method, rank
 from hpcne.core import Problem, Solution, SolutionBatch
-from hpcne.sampling import GaussianSample, NoiseStream, SampledBatch, from_fixed, noise_sums, scales
+from hpcne.sampling import (
+    GaussianSample,
+    NoiseStream,
+    SampledBatch,
+    check_noise_table,
+    from_fixed,
+    noise_sums,
+    noise_table_size,
+    scales,
+)
 
 __all__ = [
     "GaussianSearchAlgorithm",
@@ -232,6 +242,29 @@ class GaussianSearchAlgorithm(SearchAlgorithm):
             if optimizer is None
             else make_optimizer(optimizer, d, self.center_learning_rate, optimizer_config, dtype=self._dtype)
         )
+
+    @property
+    def noise_table(self) -> int | None:
+        """The size of the shared noise table the populations come from (None: drawn from the generator)."""
+        return noise_table_size(self.problem.solution_length) if self._updates_from_sums else None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The base class's state, and the noise table's size when the populations come from it."""
+        state = super().state_dict()
+        if self.noise_table is not None:
+            state["noise_table"] = self.noise_table
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a state; see :meth:`SearchAlgorithm.load_state_dict`.
+
+        Raises:
+            ValueError: Also when the state was sampled from a noise table of another size
+                (``HPCNE_NOISE_TABLE``), which would continue it as another run.
+        """
+        if self.noise_table is not None and "noise_table" in state:  # states saved before it was recorded: no
+            check_noise_table(int(state["noise_table"]), self.problem.solution_length)
+        super().load_state_dict(state)
 
     # ------------------------------------------------------------ subclasses
     def _update(self, noise: torch.Tensor) -> None:

@@ -55,7 +55,7 @@ from hpcne.parallel.errors import WorkerError, WorkerReleased
 from hpcne.parallel.runtime import place_problem
 from hpcne.parallel.split import contiguous_counts, pieces
 from hpcne.parallel.worker import Failure, describe_exception, evaluate_piece
-from hpcne.sampling import GaussianSample, NoiseStream, noise_sums
+from hpcne.sampling import NOISE_TABLE_ENV, GaussianSample, NoiseStream, noise_sums
 
 __all__ = ["MPIRuntime"]
 
@@ -74,6 +74,7 @@ class _StartReport:
     device: str
     solution_length: int
     state_length: int
+    noise_table: str  # HPCNE_NOISE_TABLE as set here: it decides the populations, so every rank needs the same
     failure: str | None
 
 
@@ -149,16 +150,18 @@ class MPIRuntime:
                 p.seed = seed
                 p._reseed()
             _, device = place_problem(p, local_rank, single_threaded=True)
-            return None, _StartReport(node, device, p.solution_length, len(p._sync_buffer()), None)
+            table = os.environ.get(NOISE_TABLE_ENV, "").strip()
+            return None, _StartReport(node, device, p.solution_length, len(p._sync_buffer()), table, None)
         except Exception as err:
             failure = describe_exception(err)
-            return err, _StartReport(failure.host, "?", -1, -1, failure.traceback)
+            return err, _StartReport(failure.host, "?", -1, -1, "", failure.traceback)
 
     def _check_start(self, reports: list[_StartReport], own_error: Exception | None) -> None:
         """Stop every rank, with the reason on rank 0, unless all ranks started alike."""
         failed = [(r, rep) for r, rep in enumerate(reports) if rep.failure is not None]
         shapes = {(rep.solution_length, rep.state_length) for rep in reports}
-        if not failed and len(shapes) == 1:
+        tables = {rep.noise_table for rep in reports}
+        if not failed and len(shapes) == 1 and len(tables) == 1:
             return
         self.comm.Free()
         if not self.is_main:
@@ -169,6 +172,13 @@ class MPIRuntime:
             rank, rep = failed[0]
             others = f" (ranks {[r for r, _ in failed]} failed)" if len(failed) > 1 else ""
             raise WorkerError(rank, rep.host, None, rep.failure or "", kind="rank", stage=f"at start-up{others}")
+        if len(tables) > 1:
+            settings = [rep.noise_table or "unset" for rep in reports]
+            raise RuntimeError(
+                f"{NOISE_TABLE_ENV} differs between the ranks (per rank: {settings}); it decides the populations, "
+                "so every rank must read the same noise table. Export one value (or none) in the job script "
+                "before mpiexec/srun, so that every rank inherits it."
+            )
         lengths = [rep.solution_length for rep in reports]
         states = [rep.state_length for rep in reports]
         raise RuntimeError(

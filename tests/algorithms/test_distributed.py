@@ -199,3 +199,23 @@ def test_the_noise_table_size_is_an_option_checked_for_sense(monkeypatch: pytest
         monkeypatch.setenv(NOISE_TABLE_ENV, bad)
         with pytest.raises(ValueError, match=r"HPCNE_NOISE_TABLE=.* at least twice the solution length"):
             stream.unit(0)
+
+
+def test_a_state_sampled_from_another_noise_table_is_refused(
+    make_problem: Callable[..., Problem], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saved = run("snes", make_problem, 1).state_dict()
+    assert saved["noise_table"] == 2**20
+    monkeypatch.setenv(NOISE_TABLE_ENV, "4000")
+    other = ALGORITHMS["snes"](make_problem(d=7, seed=3, noise=0.1), **CONFIGS["snes"][1])
+    with pytest.raises(ValueError, match=r"noise table of 1,048,576 values, but this process has 4,000 .*unset HPCNE"):
+        other.load_state_dict(saved)
+    assert other.step_count == 0  # refused before anything was loaded
+    monkeypatch.delenv(NOISE_TABLE_ENV)
+    other.load_state_dict(saved)
+    del saved["noise_table"]  # a state saved before the size was recorded still loads
+    other.load_state_dict(saved)
+    assert (
+        XNES(make_problem(), stdev_init=1.0).noise_table is None
+        and "noise_table" not in XNES(make_problem(), stdev_init=1.0).state_dict()
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ from hpcne.algorithms import CEM, PGPE, SNES, GaussianSearchAlgorithm
 from hpcne.core import Problem
 from hpcne.neuroevolution import NEProblem
 from hpcne.parallel import WorkerError, signals
-from hpcne.sampling import GaussianSample, NoiseStream
+from hpcne.sampling import NOISE_TABLE_ENV, GaussianSample, NoiseStream
 
 pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(120)]
 
@@ -89,3 +90,20 @@ def test_a_stop_request_on_any_rank_reaches_rank_0_in_distributed_mode(comm: Any
     stopped = spmd(problem, body)
     if comm.rank == 0:
         assert stopped is True
+
+
+def test_ranks_with_different_noise_tables_stop_at_start_up(comm: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    if comm.rank == comm.size - 1:
+        monkeypatch.setenv(NOISE_TABLE_ENV, "3000000")
+    problem = NEProblem("max", "Linear(2, 1)", lambda net: 0.0, seed=1)
+    if comm.rank == 0:
+        settings = re.escape(str(["unset"] * (comm.size - 1) + ["3000000"]))
+        with pytest.raises(RuntimeError, match=rf"HPCNE_NOISE_TABLE differs between the ranks \(per rank: {settings}"):
+            spmd(problem, lambda p: p.evaluate_sampled(*sample_of(p, 5)))
+    else:
+        assert spmd(problem, lambda p: p.evaluate_sampled(*sample_of(p, 5))) is None
+    monkeypatch.delenv(NOISE_TABLE_ENV, raising=False)
+    fine = NEProblem("max", "Linear(2, 1)", lambda net: 1.0, seed=1)  # the ranks are in step again
+    fitness = spmd(fine, lambda p: p.evaluate_sampled(*sample_of(p, 5)))
+    if comm.rank == 0:
+        np.testing.assert_array_equal(fitness, np.ones(5))
