@@ -80,6 +80,8 @@ def measure(params: int, popsize: int, distributed: bool, generations: int) -> d
     finally:
         problem.kill_actors()
     counted = events[startup:] if world.Get_rank() == 0 else events
+    # pickled control messages are left out: the start-up exchange, and rank 0's searcher state, which
+    # the distributed mode sends once (the first generation, a warm-up) and then only after a restore
     steps = 1 + generations
     mine = {
         "sent": sum(e[1] for e in counted if e[0] not in ("bcast", "allgather", "Barrier")) / steps,
@@ -113,17 +115,19 @@ def model_bytes(mode: str, ranks: int, popsize: int, params: int) -> dict[str, f
     """Bytes a worker hands to MPI per generation (the API level the proxy counts), static split, no statistics.
 
     Centralized: the header ``8·3`` and a piece of rows ``4·D·⌊n/p⌋`` in, the Allreduce buffer
-    ``8(n+5+p)`` in and out. Distributed: the header, the sample ``4(2D+1)`` (centre, stdev, flag)
-    and the Allreduce as above; then the noise-sum header, ``8(n+3)`` weights in and ``2·8·D``
-    fixed-point sums out (Reduce to rank 0). Rank 0 sends the same Bcasts and the rows of the
-    others in the centralized mode, and receives the Reduce in the distributed one.
+    ``8(n+5+p)`` in and out. Distributed: the header, the sample's ``8·3`` (how, symmetric, the
+    CRC-32 of rank 0's searcher state: every rank draws from its own copy) and the Allreduce as
+    above; then the update's header, ``8(n+4)`` weights in and the ``2·8·D`` fixed-point sums in
+    and out (an Allreduce: every rank updates its copy). Rank 0 sends the same Bcasts and the rows
+    of the others in the centralized mode. Rank 0's state (``O(D)``, pickled) travels only when it
+    changed other than by the update: the first generation and after a restore.
     """
     p, n, d = ranks, popsize, params
     header, reduce = F64 * HEAD, F64 * (n + TAIL + p)
     if mode == "centralized":
         return {"worker_received": header + F32 * d * (n // p) + reduce, "worker_sent": reduce}
-    sample, weights, sums = F32 * (2 * d + 1), F64 * (n + 3), 2 * F64 * d
-    return {"worker_received": 2 * header + sample + weights + reduce, "worker_sent": reduce + sums}
+    sample, weights, sums = F64 * 3, F64 * (n + 4), 2 * F64 * d
+    return {"worker_received": 2 * header + sample + weights + reduce + sums, "worker_sent": reduce + sums}
 
 
 def wire_seconds(mode: str, ranks: int, popsize: int, params: int, *, latency: float, bandwidth: float) -> float:
@@ -136,9 +140,9 @@ def wire_seconds(mode: str, ranks: int, popsize: int, params: int, *, latency: f
     if mode == "centralized":
         rows = F32 * d * (n - math.ceil(n / p))  # linear Scatterv from rank 0
         return log_p * latency + rows / bandwidth + (p - 1) * latency + allreduce
-    bcasts = log_p * (2 * latency) + (F32 * 2 * d + F64 * n) / bandwidth * 2  # pipelined large Bcasts ~ 2x
-    reduce_sums = 2 * F64 * d * 2 * (p - 1) / p / bandwidth + 2 * log_p * latency  # Rabenseifner reduce
-    return bcasts + allreduce + reduce_sums
+    bcasts = log_p * (4 * latency) + F64 * n / bandwidth * 2  # header, sample, update header, weights
+    allreduce_sums = 2 * (2 * F64 * d) * (p - 1) / p / bandwidth + 2 * log_p * latency  # Rabenseifner
+    return bcasts + allreduce + allreduce_sums
 
 
 def scale(out: Path, *, params: list[int], popsizes: list[int], ranks: list[int], generations: int) -> str:
@@ -172,6 +176,7 @@ def scale(out: Path, *, params: list[int], popsizes: list[int], ranks: list[int]
                 _fmt(r["worker_received"]) if r["ranks"] > 1 else "-",
                 _fmt(model["worker_received"]) if r["ranks"] > 1 else "-",
                 _fmt(r["worker_sent"]) if r["ranks"] > 1 else "-",
+                _fmt(model["worker_sent"]) if r["ranks"] > 1 else "-",
                 f"{r['rank0_rss_mb']:,.0f}",
                 f"{r['worker_rss_mb']:,.0f}" if r["ranks"] > 1 else "-",
             ]
@@ -187,6 +192,7 @@ def scale(out: Path, *, params: list[int], popsizes: list[int], ranks: list[int]
         "a worker receives",
         "model",
         "a worker sends",
+        "model",
         "rank 0 peak RSS MB",
         "worker peak RSS MB",
     ]

@@ -22,10 +22,11 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -42,12 +43,15 @@ __all__ = [
     "STREAM_NOISE",
     "GaussianSample",
     "NoiseStream",
+    "Replica",
     "SampledBatch",
     "check_noise_table",
     "from_fixed",
+    "generation_sums",
     "noise_sums",
     "noise_table_size",
     "scales",
+    "state_checksum",
 ]
 
 STREAM_NOISE = 3  # after STREAM_PROBLEM, STREAM_EVALUATION and STREAM_SEARCHER (hpcne.problem)
@@ -311,9 +315,78 @@ def _weighted_slices(table: torch.Tensor, terms: list[tuple[int, float]], length
     return total.numpy()
 
 
+def generation_sums(
+    streams: Sequence[NoiseStream], weights: np.ndarray, exponents: tuple[int, int], share: tuple[int, int] = (0, 1)
+) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed-point sums of :func:`noise_sums` over a generation of one or more equal batches.
+
+    Args:
+        streams: Each batch's noise (more than one with ``num_interactions``).
+        weights: The weights of the whole generation, batch after batch.
+        exponents: From :func:`scales` on ``weights``.
+        share: ``(k, m)``: only the ``k``-th of ``m`` contiguous shares of each batch's units (a
+            process's part of the work; any split adds up to the same bits).
+    """
+    index, count = share
+    sums = (np.zeros(streams[0].length, np.uint64), np.zeros(streams[0].length, np.uint64))
+    for batch_weights, stream in zip(np.split(np.asarray(weights, np.float64), len(streams)), streams):
+        units = stream.units(len(batch_weights))
+        for total, part in zip(
+            sums, noise_sums(stream, batch_weights, exponents, units * index // count, units * (index + 1) // count)
+        ):
+            total += part  # modulo 2**64: two's-complement integers
+    return sums
+
+
 def from_fixed(total: np.ndarray, exponent: int) -> np.ndarray:
     """The float64 value of a fixed-point sum (uint64 bits of a two's-complement int64)."""
     return np.ldexp(total.view(np.int64).astype(np.float64), -exponent)
+
+
+class Replica(Protocol):
+    """A searcher whose distribution every process holds and updates alike (the distributed mode under MPI).
+
+    Each process keeps its own copy; the runtime compares their :func:`state_checksum` every round
+    and sends rank 0's state only when it changed other than by the replicated update.
+    """
+
+    def replica_state(self) -> dict[str, Any]:
+        """Everything the samples and the update read or write (tensors, numbers, nested dicts)."""
+        ...
+
+    def load_replica_state(self, state: Mapping[str, Any]) -> None:
+        """Adopt another process's :meth:`replica_state`."""
+        ...
+
+    def replica_sample(self, stream: NoiseStream) -> GaussianSample:
+        """The population of ``stream`` drawn around the current distribution."""
+        ...
+
+    def apply_noise_sums(
+        self, sums: tuple[np.ndarray, np.ndarray], exponents: tuple[int, int], weight_sum: float
+    ) -> None:
+        """Update the distribution from a generation's :func:`generation_sums` of the whole population."""
+        ...
+
+
+def state_checksum(state: Mapping[str, Any]) -> int:
+    """CRC-32 of a state (tensors and arrays by their bytes, other values by their repr), key by key in order.
+
+    Any changed bit of a value changes it: ranks whose copies drifted apart are caught (3 ms for
+    three float32 vectors of 10**6 values).
+    """
+    crc = 0
+    for key in sorted(state):
+        value = state[key]
+        crc = zlib.crc32(repr(key).encode(), crc)
+        if isinstance(value, Mapping):
+            crc = zlib.crc32(state_checksum(value).to_bytes(4, "little"), crc)
+        elif isinstance(value, (torch.Tensor, np.ndarray)):
+            array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+            crc = zlib.crc32(np.ascontiguousarray(array).reshape(-1).view(np.uint8), crc)
+        else:
+            crc = zlib.crc32(repr(value).encode(), crc)
+    return crc
 
 
 class SampledBatch(SolutionBatch):

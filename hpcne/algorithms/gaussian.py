@@ -19,7 +19,7 @@ from hpcne.sampling import (
     SampledBatch,
     check_noise_table,
     from_fixed,
-    noise_sums,
+    generation_sums,
     noise_table_size,
     scales,
 )
@@ -224,6 +224,8 @@ class GaussianSearchAlgorithm(SearchAlgorithm):
                 "Leave distributed=False, or use PGPE, SNES or CEM, whose updates need only sums over the noise."
             )
         self.distributed = bool(distributed)
+        if self.distributed:  # this process's copy, which the MPI runtime of a worker rank updates
+            problem._replica = self
         self.center = initial_center(problem, center_init, self._dtype)
         self.stdev = initial_stdev(stdev_init, radius_init, d, self._dtype)
         self.stdev_min, self.stdev_max, self.stdev_max_change = (
@@ -292,20 +294,34 @@ class GaussianSearchAlgorithm(SearchAlgorithm):
             return
         weights = self._weights().detach().cpu().numpy().astype(np.float64)
         exponents = scales(weights, symmetric=self.symmetric)
-        sums = [np.zeros(self.problem.solution_length, np.uint64) for _ in range(2)]
-        for number, sample in enumerate(keys):  # adaptive popsize: one sample per batch of popsize
-            batch_weights = weights[number * self.popsize : (number + 1) * self.popsize]
-            if self.distributed:
-                parts = self.problem.runtime.noise_sums(sample.stream, batch_weights, exponents)
-            else:
-                parts = noise_sums(sample.stream, batch_weights, exponents, 0, sample.stream.units(self.popsize))
-            for total, part in zip(sums, parts):
-                total += part
+        streams = [sample.stream for sample in keys]  # adaptive popsize: one per batch of popsize
+        if self.distributed:  # every process sums its share, and updates its own copy with the same bits
+            self.problem.runtime.update_distribution(self, streams, weights, exponents)
+        else:
+            self.apply_noise_sums(generation_sums(streams, weights, exponents), exponents, float(weights.sum()))
+
+    # ----------------------------------------------- the replica (distributed)
+    def replica_state(self) -> dict[str, Any]:
+        """The centre, stdev and optimizer state: what the samples and the update read or write."""
+        return self._search_state()
+
+    def load_replica_state(self, state: Mapping[str, Any]) -> None:
+        """Adopt another process's :meth:`replica_state`."""
+        self._load_search_state(state)
+
+    def replica_sample(self, stream: NoiseStream) -> GaussianSample:
+        """The population of ``stream`` around the current centre and stdev."""
+        return GaussianSample(stream, self.center.detach().cpu().numpy(), self.stdev.detach().cpu().numpy())
+
+    def apply_noise_sums(
+        self, sums: tuple[np.ndarray, np.ndarray], exponents: tuple[int, int], weight_sum: float
+    ) -> None:
+        """Update the distribution from the generation's fixed-point noise sums (every process alike)."""
         noise_sum, squares_sum = (
             torch.from_numpy(from_fixed(total, exponent)).to(self._dtype).to(self.center.device)
             for total, exponent in zip(sums, exponents)
         )
-        self._update_from_sums(noise_sum, squares_sum, float(weights.sum()))
+        self._update_from_sums(noise_sum, squares_sum, weight_sum)
 
     def _sample_and_evaluate(self) -> list[Any]:
         """Sample and evaluate the population (more batches with ``num_interactions``).
@@ -356,10 +372,10 @@ class GaussianSearchAlgorithm(SearchAlgorithm):
         Centralized: the rows are generated here and sent out. The rows have the same bits.
         """
         p = self.problem
-        stream = NoiseStream(p.seed, p._eval_round, p.solution_length, self.symmetric)
-        sample = GaussianSample(stream, self.center.detach().cpu().numpy(), self.stdev.detach().cpu().numpy())
+        sample = self.replica_sample(NoiseStream(p.seed, p._eval_round, p.solution_length, self.symmetric))
         if self.distributed:
-            return SampledBatch(p, [(sample, self.popsize)], p.evaluate_sampled(sample, self.popsize)), sample
+            fitness = p.evaluate_sampled(sample, self.popsize, replica=self)
+            return SampledBatch(p, [(sample, self.popsize)], fitness), sample
         batch = SolutionBatch(p, values=torch.from_numpy(sample.rows(0, self.popsize)))
         p.evaluate(batch)
         return batch, sample

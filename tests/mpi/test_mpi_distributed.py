@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -107,3 +108,45 @@ def test_ranks_with_different_noise_tables_stop_at_start_up(comm: Any, monkeypat
     fitness = spmd(fine, lambda p: p.evaluate_sampled(*sample_of(p, 5)))
     if comm.rank == 0:
         np.testing.assert_array_equal(fitness, np.ones(5))
+
+
+@pytest.mark.parametrize("split", ["static", "subbatch_size=3"])
+def test_every_rank_updates_its_own_copy_and_a_drifted_copy_is_an_error(comm: Any, split: str) -> None:
+    problem = pendulum(**SPLITS[split])
+    searcher = SEARCHERS["pgpe"](problem, True)
+    if comm.rank == comm.size - 1:  # this rank's update rounds one value differently, once
+        update = searcher._update_from_sums
+
+        def drifting(*args: Any) -> None:
+            update(*args)
+            if searcher.center[0] != 0 and not getattr(searcher, "drifted", False):
+                searcher.drifted = True  # type: ignore[attr-defined]
+                searcher.center[0] = torch.nextafter(searcher.center[0], torch.tensor(math.inf))
+
+        searcher._update_from_sums = drifting  # type: ignore[method-assign]
+
+    def body(p: Problem) -> int:
+        searcher.step()  # the first round sends rank 0's state to every copy
+        center = searcher.center.clone()
+        with pytest.raises(WorkerError, match=r"(?s)rank (\d) on host .*the searcher state on rank \1 differs from"):
+            searcher.step()
+        assert torch.equal(searcher.center, center)  # the failed round changed nothing
+        return p.runtime.num_workers
+
+    assert spmd(problem, body) in (None, comm.size)
+
+
+def test_a_state_changed_on_rank_0_between_generations_reaches_every_copy(comm: Any) -> None:
+    def run(problem: Problem) -> list[Any]:
+        searcher = SEARCHERS["snes"](problem, True)
+        out = trajectory(searcher, 2)
+        saved = searcher.state_dict()
+        out += trajectory(searcher, 1)
+        searcher.load_state_dict(saved)  # back one generation: a restored checkpoint
+        searcher.center = searcher.center + 0.5  # and an edit by the user's code
+        return out + trajectory(searcher, 2)
+
+    reference = serial(lambda: run(pendulum())) if comm.rank == 0 else None
+    got = spmd(pendulum(), run)  # a worker builds its copy of the searcher in run() and serves from its first step
+    if comm.rank == 0:
+        assert got == reference

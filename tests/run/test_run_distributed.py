@@ -19,7 +19,8 @@ def test_restarts_across_modes_and_rank_counts_match_the_centralized_serial_run(
     dynamic = tmp_path / "dynamic.toml"
     dynamic.write_text("subbatch_size = 3\n")
     legs = [  # (ranks, arguments): each leg trains to its --generations, the next one resumes
-        (2, ["--distributed", "--generations", "9"]),
+        (2, ["--distributed", "--generations", "6"]),
+        (3, ["--distributed", "--generations", "12"]),  # every rank adopts the checkpoint's state
         (3, [dynamic, "--no-distributed", "--generations", str(GENERATIONS)]),
     ]  # centralized -> distributed at a restart: tests/algorithms/test_distributed.py
     for ranks, arguments in legs:
