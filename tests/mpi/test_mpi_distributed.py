@@ -26,6 +26,16 @@ SEARCHERS = {
     ),
     "snes": lambda p, d: SNES(p, stdev_init=0.3, popsize=7, distributed=d),
     "cem": lambda p, d: CEM(p, popsize=9, parenthood_ratio=0.4, stdev_init=0.3, distributed=d),
+    "pgpe-adaptive": lambda p, d: PGPE(  # two batches (rounds) per generation, one update
+        p,
+        popsize=6,
+        center_learning_rate=0.05,
+        stdev_learning_rate=0.1,
+        radius_init=2.0,
+        num_interactions=250,
+        popsize_max=18,
+        distributed=d,
+    ),
 }
 
 
@@ -47,6 +57,7 @@ def test_distributed_runs_match_the_serial_centralized_run(comm: Any, algo: str,
     got = spmd(problem, lambda p: trajectory(make(p, True)))
     if comm.rank == 0:
         assert got == reference
+        assert algo != "pgpe-adaptive" or {len(generation) for generation in got[0::4]} == {12}
 
 
 def sample_of(problem: Problem, n: int = 12) -> tuple[GaussianSample, int]:
