@@ -24,7 +24,8 @@ from benchmarks.commvolume import F32, F64, HEAD, TAIL, CountingComm, _fmt
 
 __all__ = ["model_bytes", "scale"]
 
-# Rank 0 holds popsize x D float32 values (and the noise) in the centralized mode: skip what does not fit.
+# Rank 0 holds popsize x D float32 values (and the noise) in the centralized mode, and so does a single
+# process in either mode (the serial runtime generates every row where it evaluates): skip what does not fit.
 CENTRAL_LIMIT_BYTES = 4e9
 
 
@@ -153,7 +154,7 @@ def scale(out: Path, *, params: list[int], popsizes: list[int], ranks: list[int]
         for n in popsizes:
             for p in ranks:
                 for mode in ("centralized", "distributed"):
-                    if mode == "centralized" and F32 * d * n * 2 > CENTRAL_LIMIT_BYTES:
+                    if (mode == "centralized" or p == 1) and F32 * d * n * 2 > CENTRAL_LIMIT_BYTES:
                         continue
                     args = ["--params", str(d), "--popsize", str(n), "--generations", str(generations)]
                     args += ["--distributed"] if mode == "distributed" else []
