@@ -368,13 +368,10 @@ class MPIRuntime:
         if self.is_main:
             assert sample is not None
             checksum = 0 if replica is None else state_checksum(replica.replica_state())
-            how = (
-                _SAMPLE_SENT
-                if replica is None
-                else _SAMPLE_REPLICA_STATE
-                if checksum != self._synced
-                else _SAMPLE_REPLICA
-            )
+            if replica is None:
+                how = _SAMPLE_SENT
+            else:  # the state travels only when it changed other than by update_distribution
+                how = _SAMPLE_REPLICA if checksum == self._synced else _SAMPLE_REPLICA_STATE
             header[:] = how, sample.stream.symmetric, checksum
         self.comm.Bcast(header, root=0)
         how, symmetric, checksum = int(header[0]), bool(header[1]), int(header[2])
@@ -388,7 +385,7 @@ class MPIRuntime:
             stream = NoiseStream(self._problem.seed, int(self._header[1]), width, symmetric)
             return GaussianSample(stream, message[:width], message[width:])
         state = None
-        if how == _SAMPLE_REPLICA_STATE:  # O(D), but only when rank 0's copy changed other than by the update
+        if how == _SAMPLE_REPLICA_STATE:  # O(D), but rarely
             state = self.comm.bcast(replica.replica_state() if replica is not None else None, root=0)
         if sample is not None:
             self._synced = checksum
