@@ -385,7 +385,7 @@ class MPIRuntime:
             stream = NoiseStream(self._problem.seed, int(self._header[1]), width, symmetric)
             return GaussianSample(stream, message[:width], message[width:])
         state = None
-        if how == _SAMPLE_REPLICA_STATE:  # O(D), but rarely
+        if how == _SAMPLE_REPLICA_STATE:  # a nested dict of O(D) tensors, pickled: rare (first round, restores)
             state = self.comm.bcast(replica.replica_state() if replica is not None else None, root=0)
         if sample is not None:
             self._synced = checksum

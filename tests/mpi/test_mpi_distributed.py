@@ -161,3 +161,27 @@ def test_a_state_changed_on_rank_0_between_generations_reaches_every_copy(comm: 
     got = spmd(pendulum(), run)  # a worker builds its copy of the searcher in run() and serves from its first step
     if comm.rank == 0:
         assert got == reference
+
+
+@pytest.mark.parametrize("split", ["static", "subbatch_size=3"])
+def test_a_failed_generation_leaves_every_copy_of_the_searcher_as_it_was(comm: Any, split: str) -> None:
+    failed: list[bool] = []
+
+    def score(net: torch.nn.Module) -> float:
+        if comm.rank == comm.size - 1 and not failed:  # the first solution this rank gets, then never again
+            failed.append(True)
+            raise ArithmeticError("the last rank fails (raised on purpose)")
+        return -float(sum(p.square().sum() for p in net.parameters()))
+
+    def run(problem: Problem, fail_first: bool) -> list[Any]:
+        searcher = SEARCHERS["pgpe"](problem, True)
+        if fail_first:
+            with pytest.raises(WorkerError, match="raised on purpose"):
+                searcher.step()
+        return trajectory(searcher, 2)
+
+    make = lambda: NEProblem("max", "Linear(2, 1)", score, seed=1, **SPLITS[split])  # noqa: E731
+    reference = serial(lambda: run(make(), False)) if comm.rank == 0 else None
+    got = spmd(make(), lambda p: run(p, True))
+    if comm.rank == 0:
+        assert got == reference
