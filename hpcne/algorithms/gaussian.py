@@ -130,6 +130,13 @@ def limit_stdev(
     return new
 
 
+def _on_device(state: Any, device: torch.device) -> Any:
+    """A nested state (dicts of tensors and numbers) with its tensors on ``device``."""
+    if isinstance(state, Mapping):
+        return {key: _on_device(value, device) for key, value in state.items()}
+    return state.to(device) if isinstance(state, torch.Tensor) else state
+
+
 class GaussianSearchAlgorithm(SearchAlgorithm):
     """Base of the searchers that sample ``center + stdev * z`` and update the distribution from ``z``.
 
@@ -302,12 +309,12 @@ class GaussianSearchAlgorithm(SearchAlgorithm):
 
     # ----------------------------------------------- the replica (distributed)
     def replica_state(self) -> dict[str, Any]:
-        """The centre, stdev and optimizer state: what the samples and the update read or write."""
-        return self._search_state()
+        """The centre, stdev and optimizer state (on the CPU): what the samples and the update read or write."""
+        return _on_device(self._search_state(), torch.device("cpu"))
 
     def load_replica_state(self, state: Mapping[str, Any]) -> None:
-        """Adopt another process's :meth:`replica_state`."""
-        self._load_search_state(state)
+        """Adopt another process's :meth:`replica_state` (onto this copy's device, which may be another GPU)."""
+        self._load_search_state(_on_device(state, self.center.device))
 
     def replica_sample(self, stream: NoiseStream) -> GaussianSample:
         """The population of ``stream`` around the current centre and stdev."""
