@@ -22,9 +22,10 @@ from typing import Any
 from benchmarks.common import LoadTracker, markdown_table, mpi_command, run_json, shown, write_csv
 from benchmarks.commvolume import F32, F64, HEAD, TAIL, CountingComm, _fmt
 
-__all__ = ["model_bytes", "scale"]
+__all__ = ["model_bytes", "per_solution_costs", "scale"]
 
-# Rank 0 holds popsize x D float32 values (and the noise) in the centralized mode: skip what does not fit.
+# Rank 0 holds popsize x D float32 values (and the noise) in the centralized mode, and so does a single
+# process in either mode (the serial runtime generates every row where it evaluates): skip what does not fit.
 CENTRAL_LIMIT_BYTES = 4e9
 
 
@@ -33,7 +34,9 @@ def hidden_for(params: int) -> int:
     return max(1, round(-3 + math.sqrt(8 + params)))
 
 
-def measure(params: int, popsize: int, distributed: bool, generations: int) -> dict[str, Any] | None:
+def measure(
+    params: int, popsize: int, distributed: bool, generations: int, episode_length: int = 5
+) -> dict[str, Any] | None:
     """Run on every rank: one case; rank 0 returns the row."""
     from mpi4py import MPI
 
@@ -48,7 +51,7 @@ def measure(params: int, popsize: int, distributed: bool, generations: int) -> d
     problem = GymNE(
         "Pendulum-v1",
         f"Linear(obs_length, {h}) >> Tanh() >> Linear({h}, {h}) >> Tanh() >> Linear({h}, act_length)",
-        episode_length=5,
+        episode_length=episode_length,
         observation_normalization=False,
         num_actors=None,
         seed=1,
@@ -80,6 +83,8 @@ def measure(params: int, popsize: int, distributed: bool, generations: int) -> d
     finally:
         problem.kill_actors()
     counted = events[startup:] if world.Get_rank() == 0 else events
+    # pickled control messages are left out: the start-up exchange, and rank 0's searcher state, which
+    # the distributed mode sends once (the first generation, a warm-up) and then only after a restore
     steps = 1 + generations
     mine = {
         "sent": sum(e[1] for e in counted if e[0] not in ("bcast", "allgather", "Barrier")) / steps,
@@ -95,6 +100,7 @@ def measure(params: int, popsize: int, distributed: bool, generations: int) -> d
         "ranks": world.Get_size(),
         "mode": "distributed" if distributed else "centralized",
         "params": problem.solution_length,
+        "episode_length": episode_length,
         "popsize": popsize,
         "s_per_gen": mean["wall"],
         "eval_s": mean["eval"],
@@ -109,21 +115,77 @@ def measure(params: int, popsize: int, distributed: bool, generations: int) -> d
     }
 
 
+def per_solution_costs(params: int, episode_lengths: tuple[int, ...] = (5, 25, 50)) -> dict[str, float]:
+    """Milliseconds, on one thread in this process, of what a distributed generation does per solution.
+
+    ``row_ms``: generating a row (``center + stdev * z`` into a reused buffer); ``pair_sums_ms``: the
+    exact sums ``A`` and ``B`` over one mirrored pair's noise; ``eval_L_ms``: evaluating a solution
+    with ``L``-step episodes (loading the parameters and the rollout); per generation:
+    ``update_ms`` (PGPE's ClipUp and stdev step) and ``checksum_ms`` (the drift guard's CRC-32).
+    """
+    import numpy as np
+    import torch
+
+    from hpcne.algorithms import PGPE
+    from hpcne.neuroevolution import GymNE
+    from hpcne.parallel.threads import limit_threads
+    from hpcne.sampling import NoiseStream, noise_sums, scales, state_checksum
+
+    torch.set_num_threads(1)
+    limit_threads(1)
+    h = hidden_for(params)
+    net = f"Linear(obs_length, {h}) >> Tanh() >> Linear({h}, {h}) >> Tanh() >> Linear({h}, act_length)"
+
+    def problem(steps: int) -> GymNE:
+        return GymNE("Pendulum-v1", net, episode_length=steps, observation_normalization=False, num_actors=None, seed=1)
+
+    def best_of_3(work: Any) -> float:
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            work()
+            times.append(time.perf_counter() - started)
+        return min(times) * 1e3
+
+    searcher = PGPE(problem(5), popsize=400, center_learning_rate=0.01, stdev_learning_rate=0.1, stdev_init=0.01)
+    d = searcher.problem.solution_length
+    sample = searcher.replica_sample(NoiseStream(1, 0, d, True))
+    buffer = np.empty((8, d), np.float32)
+    sample.rows(0, 8, buffer)  # builds the noise table
+    weights = np.random.default_rng(0).standard_normal(400) / 400
+    exponents = scales(weights, symmetric=True)
+    sums = noise_sums(sample.stream, weights, exponents, 0, 200)
+    costs = {
+        "row_ms": best_of_3(lambda: [sample.rows(i, i + 8, buffer) for i in range(0, 64, 8)]) / 64,
+        "pair_sums_ms": best_of_3(lambda: noise_sums(sample.stream, weights, exponents, 0, 64)) / 64,
+        "update_ms": best_of_3(lambda: searcher.apply_noise_sums(sums, exponents, float(weights.sum()))),
+        "checksum_ms": best_of_3(lambda: state_checksum(searcher.replica_state())),
+    }
+    rows = sample.rows(0, 8, buffer).copy()
+    for steps in episode_lengths:
+        evaluator = problem(steps)
+        evaluator._evaluate_local(rows, 0, 0)  # warm-up: buffers, env creation
+        costs[f"eval_{steps}_ms"] = best_of_3(lambda: evaluator._evaluate_local(rows, 0, 0)) / len(rows)  # noqa: B023
+    return costs
+
+
 def model_bytes(mode: str, ranks: int, popsize: int, params: int) -> dict[str, float]:
     """Bytes a worker hands to MPI per generation (the API level the proxy counts), static split, no statistics.
 
     Centralized: the header ``8·3`` and a piece of rows ``4·D·⌊n/p⌋`` in, the Allreduce buffer
-    ``8(n+5+p)`` in and out. Distributed: the header, the sample ``4(2D+1)`` (centre, stdev, flag)
-    and the Allreduce as above; then the noise-sum header, ``8(n+3)`` weights in and ``2·8·D``
-    fixed-point sums out (Reduce to rank 0). Rank 0 sends the same Bcasts and the rows of the
-    others in the centralized mode, and receives the Reduce in the distributed one.
+    ``8(n+5+p)`` in and out. Distributed: the header, the sample's ``8·3`` (how, symmetric, the
+    CRC-32 of rank 0's searcher state: every rank draws from its own copy) and the Allreduce as
+    above; then the update's header, ``8(n+4)`` weights in and the ``2·8·D`` fixed-point sums in
+    and out (an Allreduce: every rank updates its copy). Rank 0 sends the same Bcasts and the rows
+    of the others in the centralized mode. Rank 0's state (``O(D)``, pickled) travels only when it
+    changed other than by the update: the first generation and after a restore.
     """
     p, n, d = ranks, popsize, params
     header, reduce = F64 * HEAD, F64 * (n + TAIL + p)
     if mode == "centralized":
         return {"worker_received": header + F32 * d * (n // p) + reduce, "worker_sent": reduce}
-    sample, weights, sums = F32 * (2 * d + 1), F64 * (n + 3), 2 * F64 * d
-    return {"worker_received": 2 * header + sample + weights + reduce, "worker_sent": reduce + sums}
+    sample, weights, sums = F64 * 3, F64 * (n + 4), 2 * F64 * d
+    return {"worker_received": 2 * header + sample + weights + reduce + sums, "worker_sent": reduce + sums}
 
 
 def wire_seconds(mode: str, ranks: int, popsize: int, params: int, *, latency: float, bandwidth: float) -> float:
@@ -136,9 +198,9 @@ def wire_seconds(mode: str, ranks: int, popsize: int, params: int, *, latency: f
     if mode == "centralized":
         rows = F32 * d * (n - math.ceil(n / p))  # linear Scatterv from rank 0
         return log_p * latency + rows / bandwidth + (p - 1) * latency + allreduce
-    bcasts = log_p * (2 * latency) + (F32 * 2 * d + F64 * n) / bandwidth * 2  # pipelined large Bcasts ~ 2x
-    reduce_sums = 2 * F64 * d * 2 * (p - 1) / p / bandwidth + 2 * log_p * latency  # Rabenseifner reduce
-    return bcasts + allreduce + reduce_sums
+    bcasts = log_p * (4 * latency) + F64 * n / bandwidth * 2  # header, sample, update header, weights
+    allreduce_sums = 2 * (2 * F64 * d) * (p - 1) / p / bandwidth + 2 * log_p * latency  # Rabenseifner
+    return bcasts + allreduce + allreduce_sums
 
 
 def scale(out: Path, *, params: list[int], popsizes: list[int], ranks: list[int], generations: int) -> str:
@@ -149,7 +211,7 @@ def scale(out: Path, *, params: list[int], popsizes: list[int], ranks: list[int]
         for n in popsizes:
             for p in ranks:
                 for mode in ("centralized", "distributed"):
-                    if mode == "centralized" and F32 * d * n * 2 > CENTRAL_LIMIT_BYTES:
+                    if (mode == "centralized" or p == 1) and F32 * d * n * 2 > CENTRAL_LIMIT_BYTES:
                         continue
                     args = ["--params", str(d), "--popsize", str(n), "--generations", str(generations)]
                     args += ["--distributed"] if mode == "distributed" else []
@@ -172,6 +234,7 @@ def scale(out: Path, *, params: list[int], popsizes: list[int], ranks: list[int]
                 _fmt(r["worker_received"]) if r["ranks"] > 1 else "-",
                 _fmt(model["worker_received"]) if r["ranks"] > 1 else "-",
                 _fmt(r["worker_sent"]) if r["ranks"] > 1 else "-",
+                _fmt(model["worker_sent"]) if r["ranks"] > 1 else "-",
                 f"{r['rank0_rss_mb']:,.0f}",
                 f"{r['worker_rss_mb']:,.0f}" if r["ranks"] > 1 else "-",
             ]
@@ -187,6 +250,7 @@ def scale(out: Path, *, params: list[int], popsizes: list[int], ranks: list[int]
         "a worker receives",
         "model",
         "a worker sends",
+        "model",
         "rank 0 peak RSS MB",
         "worker peak RSS MB",
     ]
@@ -237,8 +301,18 @@ def main() -> None:
     parser.add_argument("--popsize", type=int, required=True)
     parser.add_argument("--generations", type=int, default=2)
     parser.add_argument("--distributed", action="store_true")
+    parser.add_argument(
+        "--episode-length",
+        type=int,
+        default=5,
+        help="steps per episode (the time outside evaluation is fixed per solution)",
+    )
+    parser.add_argument("--costs", action="store_true", help="print per-solution costs on one thread, not a case")
     args = parser.parse_args()
-    row = measure(args.params, args.popsize, args.distributed, args.generations)
+    if args.costs:
+        print(json.dumps(per_solution_costs(args.params)), flush=True)
+        return
+    row = measure(args.params, args.popsize, args.distributed, args.generations, args.episode_length)
     if row is not None:
         print(json.dumps(row), flush=True)
 

@@ -30,7 +30,7 @@ from hpcne.watchdog import beat
 
 if TYPE_CHECKING:
     from hpcne.parallel import Runtime
-    from hpcne.sampling import GaussianSample
+    from hpcne.sampling import GaussianSample, Replica
     from hpcne.tools.dtypes import DType
 
 __all__ = ["STREAM_EVALUATION", "STREAM_PROBLEM", "STREAM_SEARCHER", "ObjectiveSense", "Problem"]
@@ -186,6 +186,7 @@ class Problem(TensorMakerMixin):
         self.eval_seconds = 0.0  # wall time spent in evaluate(), for the results log
         self.comm_seconds = 0.0  # the part of it not spent evaluating on the busiest worker
         self._runtime: Runtime | None = None
+        self._replica: Replica | None = None  # the distributed searcher, which every MPI rank holds
 
     # ----------------------------------------------------------------- helpers
     @property
@@ -372,18 +373,20 @@ class Problem(TensorMakerMixin):
         array = np.ascontiguousarray(as_numpy(values, self.wire_dtype))
         return self._evaluate_round(lambda runtime: runtime.evaluate(array, self._eval_round))
 
-    def evaluate_sampled(self, sample: GaussianSample, popsize: int) -> np.ndarray:
+    def evaluate_sampled(self, sample: GaussianSample, popsize: int, *, replica: Replica | None = None) -> np.ndarray:
         """Evaluate ``popsize`` rows of ``sample`` where they are generated (distributed mode).
 
         Every process generates the rows it evaluates from their indices; only fitnesses travel.
-        ``sample.stream.eval_round`` must be this problem's next evaluation round.
+        ``sample.stream.eval_round`` must be this problem's next evaluation round. With ``replica``
+        (the searcher that drew ``sample``, held by every process), MPI worker ranks draw the sample
+        from their own copy; without it, the sample's centre and stdev are sent to them.
         """
         if sample.stream.eval_round != self._eval_round or sample.stream.seed != self.seed:
             raise ValueError(
                 f"The sample is keyed to seed {sample.stream.seed}, round {sample.stream.eval_round}, but the "
                 f"problem's next evaluation is seed {self.seed}, round {self._eval_round}."
             )
-        return self._evaluate_round(lambda runtime: runtime.evaluate_sampled(sample, popsize)).fitness
+        return self._evaluate_round(lambda runtime: runtime.evaluate_sampled(sample, popsize, replica)).fitness
 
     def _evaluate_round(self, evaluate: Callable[[Runtime], EvalResult]) -> EvalResult:
         """Run one evaluation round through the runtime; book its time, counters and side effects."""

@@ -174,6 +174,8 @@ class Trainer:
         if checkpoint is not None:
             self._restore(checkpoint)
         attrs = {"config": config.to_json(), "env": config.env, **{f"version_{k}": v for k, v in versions().items()}}
+        if getattr(self.searcher, "noise_table", None) is not None:  # it decides the populations (HPCNE_NOISE_TABLE)
+            attrs["noise_table"] = self.searcher.noise_table  # type: ignore[attr-defined]
         results_path = run_dir / RESULTS_FILENAME
         if checkpoint is None and results_path.exists():
             # Left by a run that stopped before its first checkpoint: nothing in it can be resumed, and it
@@ -203,7 +205,10 @@ class Trainer:
 
     def _restore(self, checkpoint: Checkpoint) -> None:
         state = checkpoint.state
-        self.searcher.load_state_dict(state["searcher"])
+        try:  # a valid checkpoint that this process cannot continue: not a damaged file, so no fallback
+            self.searcher.load_state_dict(state["searcher"])
+        except ValueError as err:
+            raise ConfigError(f"{checkpoint.path} cannot be resumed here: {err}") from None
         self.generation = int(state["trainer"]["generation"])
         self._elapsed_before = float(state["trainer"]["elapsed"])
 

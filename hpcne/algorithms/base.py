@@ -178,6 +178,21 @@ class SearchAlgorithm:
         The problem's state (its evaluation-round counter seeds evaluations) is included under
         ``"problem"``.
         """
+        state = {
+            "algorithm": self.name,
+            "solution_length": self.problem.solution_length,
+            "step_count": self.step_count,
+            "generator": self._generator.get_state(),
+            "best": None if self._best is None else _batch_state(self._best),
+            "search": self._search_state(),
+            "problem": self.problem.state_dict(),
+        }
+        if self._carries_population:
+            state["population"] = None if self.population is None else _batch_state(self.population)
+        return state
+
+    def _search_state(self) -> dict[str, Any]:
+        """Copies of the attributes listed in :attr:`_state_attrs` (objects by their ``state_dict``)."""
         search = {}
         for attr in self._state_attrs:
             value = getattr(self, attr)
@@ -187,18 +202,26 @@ class SearchAlgorithm:
                 search[attr] = value.state_dict()
             else:
                 search[attr] = value
-        state = {
-            "algorithm": self.name,
-            "solution_length": self.problem.solution_length,
-            "step_count": self.step_count,
-            "generator": self._generator.get_state(),
-            "best": None if self._best is None else _batch_state(self._best),
-            "search": search,
-            "problem": self.problem.state_dict(),
-        }
-        if self._carries_population:
-            state["population"] = None if self.population is None else _batch_state(self.population)
-        return state
+        return search
+
+    def _load_search_state(self, search: Mapping[str, Any]) -> None:
+        """Restore what :meth:`_search_state` returned.
+
+        Raises:
+            ValueError: If a saved entry does not fit this searcher's attribute.
+        """
+        for attr in self._state_attrs:
+            saved = search[attr]
+            current = getattr(self, attr)
+            if hasattr(current, "load_state_dict") != isinstance(saved, Mapping):
+                raise ValueError(
+                    f"The saved {attr!r} ({type(saved).__name__}) does not fit this {type(self).__name__}'s "
+                    f"({type(current).__name__}); build the searcher with the saved run's settings."
+                )
+            if hasattr(current, "load_state_dict"):
+                current.load_state_dict(saved)
+            else:
+                setattr(self, attr, saved.clone() if isinstance(saved, torch.Tensor) else saved)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a state returned by :meth:`state_dict` of the same algorithm on the same problem.
@@ -230,18 +253,7 @@ class SearchAlgorithm:
         self.step_count = int(state["step_count"])
         self._generator.set_state(state["generator"].clone())
         self._best = None if state["best"] is None else _batch_from_state(self.problem, state["best"])
-        for attr in self._state_attrs:
-            saved = state["search"][attr]
-            current = getattr(self, attr)
-            if hasattr(current, "load_state_dict") != isinstance(saved, Mapping):
-                raise ValueError(
-                    f"The saved {attr!r} ({type(saved).__name__}) does not fit this {type(self).__name__}'s "
-                    f"({type(current).__name__}); build the searcher with the saved run's settings."
-                )
-            if hasattr(current, "load_state_dict"):
-                current.load_state_dict(saved)
-            else:
-                setattr(self, attr, saved.clone() if isinstance(saved, torch.Tensor) else saved)
+        self._load_search_state(state["search"])
         saved_population = state.get("population")
         self.population = None if saved_population is None else _batch_from_state(self.problem, saved_population)
         self._status = None

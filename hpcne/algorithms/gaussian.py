@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -12,7 +13,16 @@ from hpcne.algorithms.base import SearchAlgorithm, check_int, check_obj_index, c
 from hpcne.algorithms.optimizers import CenterOptimizer, make_optimizer
 from hpcne.algorithms.ranking import check_ranking_method, rank
 from hpcne.core import Problem, Solution, SolutionBatch
-from hpcne.sampling import GaussianSample, NoiseStream, SampledBatch, from_fixed, noise_sums, scales
+from hpcne.sampling import (
+    GaussianSample,
+    NoiseStream,
+    SampledBatch,
+    check_noise_table,
+    from_fixed,
+    generation_sums,
+    noise_table_size,
+    scales,
+)
 
 __all__ = [
     "GaussianSearchAlgorithm",
@@ -120,6 +130,13 @@ def limit_stdev(
     return new
 
 
+def _on_device(state: Any, device: torch.device) -> Any:
+    """A nested state (dicts of tensors and numbers) with its tensors on ``device``."""
+    if isinstance(state, Mapping):
+        return {key: _on_device(value, device) for key, value in state.items()}
+    return state.to(device) if isinstance(state, torch.Tensor) else state
+
+
 class GaussianSearchAlgorithm(SearchAlgorithm):
     """Base of the searchers that sample ``center + stdev * z`` and update the distribution from ``z``.
 
@@ -214,6 +231,8 @@ class GaussianSearchAlgorithm(SearchAlgorithm):
                 "Leave distributed=False, or use PGPE, SNES or CEM, whose updates need only sums over the noise."
             )
         self.distributed = bool(distributed)
+        if self.distributed:  # this process's copy, which the MPI runtime of a worker rank updates
+            problem._replica = self
         self.center = initial_center(problem, center_init, self._dtype)
         self.stdev = initial_stdev(stdev_init, radius_init, d, self._dtype)
         self.stdev_min, self.stdev_max, self.stdev_max_change = (
@@ -232,6 +251,29 @@ class GaussianSearchAlgorithm(SearchAlgorithm):
             if optimizer is None
             else make_optimizer(optimizer, d, self.center_learning_rate, optimizer_config, dtype=self._dtype)
         )
+
+    @property
+    def noise_table(self) -> int | None:
+        """The size of the shared noise table the populations come from (None: drawn from the generator)."""
+        return noise_table_size(self.problem.solution_length) if self._updates_from_sums else None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The base class's state, and the noise table's size when the populations come from it."""
+        state = super().state_dict()
+        if self.noise_table is not None:
+            state["noise_table"] = self.noise_table
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a state; see :meth:`SearchAlgorithm.load_state_dict`.
+
+        Raises:
+            ValueError: Also when the state was sampled from a noise table of another size
+                (``HPCNE_NOISE_TABLE``), which would continue it as another run.
+        """
+        if self.noise_table is not None and "noise_table" in state:  # states saved before it was recorded: no
+            check_noise_table(int(state["noise_table"]), self.problem.solution_length)
+        super().load_state_dict(state)
 
     # ------------------------------------------------------------ subclasses
     def _update(self, noise: torch.Tensor) -> None:
@@ -259,20 +301,34 @@ class GaussianSearchAlgorithm(SearchAlgorithm):
             return
         weights = self._weights().detach().cpu().numpy().astype(np.float64)
         exponents = scales(weights, symmetric=self.symmetric)
-        sums = [np.zeros(self.problem.solution_length, np.uint64) for _ in range(2)]
-        for number, sample in enumerate(keys):  # adaptive popsize: one sample per batch of popsize
-            batch_weights = weights[number * self.popsize : (number + 1) * self.popsize]
-            if self.distributed:
-                parts = self.problem.runtime.noise_sums(sample.stream, batch_weights, exponents)
-            else:
-                parts = noise_sums(sample.stream, batch_weights, exponents, 0, sample.stream.units(self.popsize))
-            for total, part in zip(sums, parts):
-                total += part
+        streams = [sample.stream for sample in keys]  # adaptive popsize: one per batch of popsize
+        if self.distributed:  # every process sums its share, and updates its own copy with the same bits
+            self.problem.runtime.update_distribution(self, streams, weights, exponents)
+        else:
+            self.apply_noise_sums(generation_sums(streams, weights, exponents), exponents, float(weights.sum()))
+
+    # ----------------------------------------------- the replica (distributed)
+    def replica_state(self) -> dict[str, Any]:
+        """The centre, stdev and optimizer state (on the CPU): what the samples and the update read or write."""
+        return _on_device(self._search_state(), torch.device("cpu"))
+
+    def load_replica_state(self, state: Mapping[str, Any]) -> None:
+        """Adopt another process's :meth:`replica_state` (onto this copy's device, which may be another GPU)."""
+        self._load_search_state(_on_device(state, self.center.device))
+
+    def replica_sample(self, stream: NoiseStream) -> GaussianSample:
+        """The population of ``stream`` around the current centre and stdev."""
+        return GaussianSample(stream, self.center.detach().cpu().numpy(), self.stdev.detach().cpu().numpy())
+
+    def apply_noise_sums(
+        self, sums: tuple[np.ndarray, np.ndarray], exponents: tuple[int, int], weight_sum: float
+    ) -> None:
+        """Update the distribution from the generation's fixed-point noise sums (every process alike)."""
         noise_sum, squares_sum = (
             torch.from_numpy(from_fixed(total, exponent)).to(self._dtype).to(self.center.device)
             for total, exponent in zip(sums, exponents)
         )
-        self._update_from_sums(noise_sum, squares_sum, float(weights.sum()))
+        self._update_from_sums(noise_sum, squares_sum, weight_sum)
 
     def _sample_and_evaluate(self) -> list[Any]:
         """Sample and evaluate the population (more batches with ``num_interactions``).
@@ -323,10 +379,10 @@ class GaussianSearchAlgorithm(SearchAlgorithm):
         Centralized: the rows are generated here and sent out. The rows have the same bits.
         """
         p = self.problem
-        stream = NoiseStream(p.seed, p._eval_round, p.solution_length, self.symmetric)
-        sample = GaussianSample(stream, self.center.detach().cpu().numpy(), self.stdev.detach().cpu().numpy())
+        sample = self.replica_sample(NoiseStream(p.seed, p._eval_round, p.solution_length, self.symmetric))
         if self.distributed:
-            return SampledBatch(p, [(sample, self.popsize)], p.evaluate_sampled(sample, self.popsize)), sample
+            fitness = p.evaluate_sampled(sample, self.popsize, replica=self)
+            return SampledBatch(p, [(sample, self.popsize)], fitness), sample
         batch = SolutionBatch(p, values=torch.from_numpy(sample.rows(0, self.popsize)))
         p.evaluate(batch)
         return batch, sample

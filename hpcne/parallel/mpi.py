@@ -19,16 +19,21 @@ One evaluation round:
              own seconds, zeros elsewhere: the sum is exact)
 
 Distributed mode (PGPE, SNES and CEM with ``distributed=True``; see :mod:`hpcne.sampling`): no
-parameter rows travel, only ``O(d + popsize)`` numbers per rank.
+parameter rows travel, only ``O(d + popsize)`` numbers per rank. Every rank holds a copy of the
+searcher (the same script builds it on every rank) and applies the same update to it.
 
-    rank 0:  Bcast the header as above, then [centre | stdev | symmetric] (wire dtype)
+    rank 0:  Bcast the header as above, then [how, symmetric, CRC-32 of its searcher state];
+             its state follows (bcast) only when it changed other than by the update below
+    worker:  a copy whose CRC-32 differs from rank 0's fails the round (drift), before any row
     static:  each rank generates its contiguous share of rows from their indices, a chunk at a time
     dynamic: as above, but a piece travels as (start, stop) alone
     all:     the same Allreduce
-  then the update's noise sums:
-    rank 0:  Bcast [NOISE_SUMS, round, n], then [weights | exponents, symmetric] (float64)
-    all:     fixed-point sums over a contiguous share of the units; Reduce (uint64 SUM: exact,
-             so any split gives the same bits) to rank 0, which applies the update
+  then the generation's update:
+    rank 0:  Bcast [NOISE_SUMS, first round, n], then [weights | exponents, symmetric, batches] (float64)
+    all:     fixed-point sums over a contiguous share of each batch's units; Allreduce (uint64 SUM:
+             exact, so any split gives the same bits); every rank applies the update to its copy
+  A sample without a searcher (``Problem.evaluate_sampled`` called directly) has its centre and
+  stdev broadcast instead.
 
 A failure travels as a flag in the Allreduce (and stops further dynamic pieces); the ranks
 then gather the failure texts to rank 0, which raises :class:`WorkerError`. Every round thus
@@ -42,6 +47,7 @@ import os
 import socket
 import sys
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -55,7 +61,7 @@ from hpcne.parallel.errors import WorkerError, WorkerReleased
 from hpcne.parallel.runtime import place_problem
 from hpcne.parallel.split import contiguous_counts, pieces
 from hpcne.parallel.worker import Failure, describe_exception, evaluate_piece
-from hpcne.sampling import GaussianSample, NoiseStream, noise_sums
+from hpcne.sampling import NOISE_TABLE_ENV, GaussianSample, NoiseStream, Replica, generation_sums, state_checksum
 
 __all__ = ["MPIRuntime"]
 
@@ -64,6 +70,7 @@ TAG_RESULT, TAG_WORK = 11, 12
 _HEAD = 3  # command, round, n
 _TAIL = 5  # episodes, interactions, pieces with an obs delta, failures, stop requests
 _RESULT_HEAD = 5  # start, failed, episodes, interactions, has an obs delta
+_SAMPLE_SENT, _SAMPLE_REPLICA, _SAMPLE_REPLICA_STATE = range(3)  # how the workers get a round's sample
 
 
 @dataclass
@@ -74,6 +81,7 @@ class _StartReport:
     device: str
     solution_length: int
     state_length: int
+    noise_table: str  # HPCNE_NOISE_TABLE as set here: it decides the populations, so every rank needs the same
     failure: str | None
 
 
@@ -113,6 +121,8 @@ class MPIRuntime:
         self._closed = False
         self._in_round = False
         self._rows = np.empty(0, problem.wire_dtype)  # a worker's receive buffer, reused
+        self._chunk = np.empty((0, 0), np.float32)  # a chunk of generated rows (distributed mode), reused
+        self._synced: int | None = None  # rank 0: checksum of the replica state every rank holds
         self._splits: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._status = MPI.Status()
 
@@ -148,16 +158,18 @@ class MPIRuntime:
                 p.seed = seed
                 p._reseed()
             _, device = place_problem(p, local_rank, single_threaded=True)
-            return None, _StartReport(node, device, p.solution_length, len(p._sync_buffer()), None)
+            table = os.environ.get(NOISE_TABLE_ENV, "").strip()
+            return None, _StartReport(node, device, p.solution_length, len(p._sync_buffer()), table, None)
         except Exception as err:
             failure = describe_exception(err)
-            return err, _StartReport(failure.host, "?", -1, -1, failure.traceback)
+            return err, _StartReport(failure.host, "?", -1, -1, "", failure.traceback)
 
     def _check_start(self, reports: list[_StartReport], own_error: Exception | None) -> None:
         """Stop every rank, with the reason on rank 0, unless all ranks started alike."""
         failed = [(r, rep) for r, rep in enumerate(reports) if rep.failure is not None]
         shapes = {(rep.solution_length, rep.state_length) for rep in reports}
-        if not failed and len(shapes) == 1:
+        tables = {rep.noise_table for rep in reports}
+        if not failed and len(shapes) == 1 and len(tables) == 1:
             return
         self.comm.Free()
         if not self.is_main:
@@ -168,6 +180,13 @@ class MPIRuntime:
             rank, rep = failed[0]
             others = f" (ranks {[r for r, _ in failed]} failed)" if len(failed) > 1 else ""
             raise WorkerError(rank, rep.host, None, rep.failure or "", kind="rank", stage=f"at start-up{others}")
+        if len(tables) > 1:
+            settings = [rep.noise_table or "unset" for rep in reports]
+            raise RuntimeError(
+                f"{NOISE_TABLE_ENV} differs between the ranks (per rank: {settings}); it decides the populations, "
+                "so every rank must read the same noise table. Export one value (or none) in the job script "
+                "before mpiexec/srun, so that every rank inherits it."
+            )
         lengths = [rep.solution_length for rep in reports]
         states = [rep.state_length for rep in reports]
         raise RuntimeError(
@@ -194,28 +213,41 @@ class MPIRuntime:
             first, local, failure = self._scatter(values, eval_round, len(values))
         return self._end_round(len(values), first, local, failure)
 
-    def evaluate_sampled(self, sample: GaussianSample, popsize: int) -> EvalResult:
-        """Evaluate rows ``0..popsize-1`` of ``sample``; each rank generates the rows it evaluates (rank 0 only)."""
+    def evaluate_sampled(self, sample: GaussianSample, popsize: int, replica: Replica | None = None) -> EvalResult:
+        """Evaluate rows ``0..popsize-1`` of ``sample``; each rank generates the rows it evaluates (rank 0 only).
+
+        With ``replica`` (the searcher that drew the sample), every rank draws the sample from its
+        own copy of the searcher; without it, the sample's centre and stdev are broadcast.
+        """
         eval_round = sample.stream.eval_round
         dynamic = self._begin_round((CMD_EVAL_SAMPLED, CMD_EVAL_SAMPLED_DYNAMIC), eval_round, popsize)
-        self._share_sample(sample)
+        self._share_sample(sample, replica)
         if dynamic:
             first, (local, failure) = 0, self._coordinate_dynamic(sample, popsize, eval_round)
         else:
             first, local, failure = self._evaluate_share(sample, eval_round, popsize)
         return self._end_round(popsize, first, local, failure)
 
-    def noise_sums(
-        self, stream: NoiseStream, weights: np.ndarray, exponents: tuple[int, int]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Every rank sums its share of the units; the exact sums are reduced to rank 0 (rank 0 only)."""
+    def update_distribution(
+        self, replica: Replica, streams: Sequence[NoiseStream], weights: np.ndarray, exponents: tuple[int, int]
+    ) -> None:
+        """Every rank sums its share of the noise; the exact sums are Allreduced and every rank updates its copy.
+
+        Rank 0 only; the worker ranks update the copy of the searcher they hold (``problem._replica``).
+        """
         self._check_open()
+        first = streams[0].eval_round
+        if [s.eval_round for s in streams] != list(range(first, first + len(streams))):
+            raise ValueError(
+                f"The batches of a generation are consecutive rounds; got {[s.eval_round for s in streams]}."
+            )
         self._in_round = True
-        self._header[:_HEAD] = (CMD_NOISE_SUMS, stream.eval_round, len(weights))
+        self._header[:_HEAD] = (CMD_NOISE_SUMS, first, len(weights))
         self.comm.Bcast(self._header, root=0)
-        message = np.concatenate([weights, [*exponents, stream.symmetric]]).astype(np.float64)
+        message = np.concatenate([weights, [*exponents, streams[0].symmetric, len(streams)]]).astype(np.float64)
         self.comm.Bcast(message, root=0)
-        return self._sum_share(stream, message)
+        self._update_share(replica, message, first)
+        self._synced = state_checksum(replica.replica_state())
 
     def _check_open(self) -> None:
         if self._closed:
@@ -299,36 +331,96 @@ class MPIRuntime:
         return 1
 
     def _evaluate_rows(
-        self, rows: np.ndarray | GaussianSample, start: int, stop: int, eval_round: int
+        self, rows: np.ndarray | GaussianSample | Failure, start: int, stop: int, eval_round: int
     ) -> EvalResult | Failure:
-        """Evaluate solutions ``start..stop-1`` here; a sample's rows are generated a chunk at a time."""
+        """Evaluate solutions ``start..stop-1`` here; a sample's rows are generated a chunk at a time.
+
+        A :class:`Failure` in place of the rows (a worker that could not draw the sample) fails the piece.
+        """
+        if isinstance(rows, Failure):
+            return rows
         if isinstance(rows, np.ndarray):
             return evaluate_piece(self._problem, rows[start:stop], start, eval_round)
         results = []
-        for first in range(start, stop, rows.chunk_rows()):
-            last = min(first + rows.chunk_rows(), stop)
-            values = rows.rows(first, last).astype(self._problem.wire_dtype, copy=False)
+        chunk = rows.chunk_rows()
+        if self._chunk.shape != (chunk, rows.stream.length) or self._chunk.dtype != rows.center.dtype:
+            self._chunk = np.empty((chunk, rows.stream.length), rows.center.dtype)
+        for first in range(start, stop, chunk):
+            last = min(first + chunk, stop)
+            values = rows.rows(first, last, self._chunk).astype(self._problem.wire_dtype, copy=False)
             result = evaluate_piece(self._problem, values, first, eval_round)
             if isinstance(result, Failure):
                 return result
             results.append(result)
         return EvalResult.merge(results) if results else EvalResult(np.empty(0))
 
-    def _share_sample(self, sample: GaussianSample | None) -> GaussianSample:
-        """Broadcast a sample's centre, stdev and symmetry from rank 0; return it on every rank."""
+    def _share_sample(self, sample: GaussianSample | None, replica: Replica | None = None) -> GaussianSample | Failure:
+        """Give every rank the round's sample: from its own copy of the searcher, or broadcast from rank 0.
+
+        With a replicated searcher, rank 0 sends its state's checksum, and its state only when that
+        changed other than by :meth:`update_distribution` (the first round, a restored checkpoint,
+        a change by the user's code). A worker whose copy differs from rank 0's has drifted: its
+        round fails (rank 0 raises :class:`WorkerError` naming it) before any row is generated.
+        On a worker, the returned :class:`Failure` stands for the sample in that case.
+        """
         width = self._problem.solution_length
-        message = np.empty(2 * width + 1, self._problem.wire_dtype)
+        header = np.zeros(3)  # [how, symmetric, checksum]
         if self.is_main:
             assert sample is not None
-            message[:width], message[width:-1], message[-1] = sample.center, sample.stdev, sample.stream.symmetric
-        self.comm.Bcast(message, root=0)
+            checksum = 0 if replica is None else state_checksum(replica.replica_state())
+            if replica is None:
+                how = _SAMPLE_SENT
+            else:  # the state travels only when it changed other than by update_distribution
+                how = _SAMPLE_REPLICA if checksum == self._synced else _SAMPLE_REPLICA_STATE
+            header[:] = how, sample.stream.symmetric, checksum
+        self.comm.Bcast(header, root=0)
+        how, symmetric, checksum = int(header[0]), bool(header[1]), int(header[2])
+        if how == _SAMPLE_SENT:
+            message = np.empty(2 * width, self._problem.wire_dtype)
+            if sample is not None:
+                message[:width], message[width:] = sample.center, sample.stdev
+            self.comm.Bcast(message, root=0)
+            if sample is not None:
+                return sample
+            stream = NoiseStream(self._problem.seed, int(self._header[1]), width, symmetric)
+            return GaussianSample(stream, message[:width], message[width:])
+        state = None
+        if how == _SAMPLE_REPLICA_STATE:  # a nested dict of O(D) tensors, pickled: rare (first round, restores)
+            state = self.comm.bcast(replica.replica_state() if replica is not None else None, root=0)
         if sample is not None:
+            self._synced = checksum
             return sample
-        stream = NoiseStream(self._problem.seed, int(self._header[1]), width, bool(message[-1]))
-        return GaussianSample(stream, message[:width], message[width:-1])
+        stream = NoiseStream(self._problem.seed, int(self._header[1]), width, symmetric)
+        return self._replica_sample(state, checksum, stream)
+
+    def _replica_sample(
+        self, state: dict[str, Any] | None, checksum: int, stream: NoiseStream
+    ) -> GaussianSample | Failure:
+        """A worker's sample from its copy of the searcher (after adopting rank 0's ``state``, if sent), or why not."""
+        replica = self._problem._replica
+        try:
+            if replica is None:
+                raise RuntimeError(
+                    f"rank {self.rank} holds no distributed searcher: in the distributed mode every rank builds the "
+                    "same searcher (the same script on every rank), and each updates its own copy."
+                )
+            if state is not None:
+                replica.load_replica_state(state)
+            mine = state_checksum(replica.replica_state())
+            if mine != checksum:
+                raise RuntimeError(
+                    f"the searcher state on rank {self.rank} differs from rank 0's before evaluation round "
+                    f"{stream.eval_round} (CRC-32 {mine:08x}, rank 0 {checksum:08x}): the ranks' copies of the "
+                    "distribution drifted apart (nodes whose CPUs or libraries round differently), or code changed "
+                    "the searcher on some ranks only. Run on nodes of one type with the same software, or train "
+                    "centralized (distributed = false), which keeps the state on rank 0 only."
+                )
+        except Exception as err:
+            return describe_exception(err)
+        return replica.replica_sample(stream)
 
     def _evaluate_share(
-        self, sample: GaussianSample, eval_round: int, n: int
+        self, sample: GaussianSample | Failure, eval_round: int, n: int
     ) -> tuple[int, EvalResult, Failure | None]:
         """Static split of a sample: each rank generates and evaluates its contiguous share."""
         counts, starts = self._split(n)
@@ -338,19 +430,18 @@ class MPIRuntime:
             return first, EvalResult(np.full(count, np.nan)), result
         return first, result, None
 
-    def _sum_share(self, stream: NoiseStream, message: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """This rank's units of the noise sums, reduced exactly (modulo 2**64) to rank 0."""
-        weights, exponents = message[:-3], (int(message[-3]), int(message[-2]))
-        units = stream.units(len(weights))
-        counts = contiguous_counts(units, self.size)
-        start = int(counts[: self.rank].sum())
-        local = np.concatenate(noise_sums(stream, weights, exponents, start, start + int(counts[self.rank])))
-        if self.is_main:
-            self.comm.Reduce(self._MPI.IN_PLACE, local, op=self._MPI.SUM, root=0)
-        else:
-            self.comm.Reduce(local, None, op=self._MPI.SUM, root=0)
+    def _update_share(self, replica: Replica | None, message: np.ndarray, first_round: int) -> None:
+        """This rank's units of the generation's noise sums, Allreduced exactly (modulo 2**64); update the copy."""
+        weights, exponents = message[:-4], (int(message[-4]), int(message[-3]))
+        symmetric, batches = bool(message[-2]), int(message[-1])
+        length = self._problem.solution_length
+        streams = [NoiseStream(self._problem.seed, first_round + b, length, symmetric) for b in range(batches)]
+        sums = np.concatenate(generation_sums(streams, weights, exponents, (self.rank, self.size)))
+        self.comm.Allreduce(self._MPI.IN_PLACE, sums, op=self._MPI.SUM)
         self._in_round = False
-        return local[: stream.length], local[stream.length :]
+        if replica is None:  # a worker that held no searcher failed the round that drew this generation
+            raise RuntimeError(f"rank {self.rank} holds no distributed searcher to update.")
+        replica.apply_noise_sums((sums[:length], sums[length:]), exponents, float(weights.sum()))
 
     def _unpack_result(self, message: np.ndarray) -> tuple[int, EvalResult | None]:
         """Read a worker's reply: ``(start, result)``, with None for a failed piece."""
@@ -444,10 +535,9 @@ class MPIRuntime:
                 return
             self._in_round = True
             if command == CMD_NOISE_SUMS:
-                message = np.empty(n + 3)
+                message = np.empty(n + 4)
                 self.comm.Bcast(message, root=0)
-                stream = NoiseStream(p.seed, eval_round, p.solution_length, bool(message[-1]))
-                self._sum_share(stream, message)
+                self._update_share(p._replica, message, eval_round)
                 continue
             if self._state_len:
                 p._load_sync_buffer(self._header[_HEAD:].copy())
@@ -465,7 +555,7 @@ class MPIRuntime:
                 p._eval_round = eval_round + 1
                 p._apply_eval_result(total)
 
-    def _work_dynamic(self, eval_round: int, sample: GaussianSample | None) -> tuple[Failure | None, float]:
+    def _work_dynamic(self, eval_round: int, sample: GaussianSample | Failure | None) -> tuple[Failure | None, float]:
         """Evaluate the pieces rank 0 sends (or their index ranges in ``sample``) until it sends 'no more work'.
 
         Returns:

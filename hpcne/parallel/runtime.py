@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -23,7 +24,7 @@ from hpcne.parallel.worker import describe_exception, describe_piece
 
 if TYPE_CHECKING:
     from hpcne.core import EvalResult, Problem
-    from hpcne.sampling import GaussianSample, NoiseStream
+    from hpcne.sampling import GaussianSample, NoiseStream, Replica
 
 __all__ = [
     "BACKENDS",
@@ -54,14 +55,17 @@ class Runtime(Protocol):
         """Evaluate the rows of ``values`` as round ``eval_round``; return the merged result."""
         ...
 
-    def evaluate_sampled(self, sample: GaussianSample, popsize: int) -> EvalResult:
-        """Evaluate rows ``0..popsize-1`` of ``sample``, each generated where it is evaluated."""
+    def evaluate_sampled(self, sample: GaussianSample, popsize: int, replica: Replica | None = None) -> EvalResult:
+        """Evaluate rows ``0..popsize-1`` of ``sample``, each generated where it is evaluated.
+
+        ``replica`` is the searcher that drew the sample, when every process holds a copy of it.
+        """
         ...
 
-    def noise_sums(
-        self, stream: NoiseStream, weights: np.ndarray, exponents: tuple[int, int]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The population's fixed-point noise sums (:func:`hpcne.sampling.noise_sums`), on the main process."""
+    def update_distribution(
+        self, replica: Replica, streams: Sequence[NoiseStream], weights: np.ndarray, exponents: tuple[int, int]
+    ) -> None:
+        """Apply the generation's update (:meth:`Replica.apply_noise_sums`) to every process's copy."""
         ...
 
     def describe(self) -> str:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hpcne.sampling import GaussianSample, NoiseStream, noise_sums
+from hpcne.sampling import GaussianSample, NoiseStream, Replica, generation_sums
 
 if TYPE_CHECKING:
     from hpcne.core import EvalResult
@@ -22,12 +23,12 @@ class LocalSampling:
     runtime's, which generates rows and sums noise where the solutions are evaluated.
     """
 
-    def evaluate_sampled(self, sample: GaussianSample, popsize: int) -> EvalResult:
+    def evaluate_sampled(self, sample: GaussianSample, popsize: int, replica: Replica | None = None) -> EvalResult:
         """Evaluate the first ``popsize`` rows of ``sample`` as its evaluation round."""
         return self.evaluate(sample.rows(0, popsize), sample.stream.eval_round)  # type: ignore[attr-defined]
 
-    def noise_sums(
-        self, stream: NoiseStream, weights: np.ndarray, exponents: tuple[int, int]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The fixed-point sums of :func:`hpcne.sampling.noise_sums` over the whole population."""
-        return noise_sums(stream, weights, exponents, 0, stream.units(len(weights)))
+    def update_distribution(
+        self, replica: Replica, streams: Sequence[NoiseStream], weights: np.ndarray, exponents: tuple[int, int]
+    ) -> None:
+        """Sum the whole generation's noise here and update the one copy of the distribution."""
+        replica.apply_noise_sums(generation_sums(streams, weights, exponents), exponents, float(weights.sum()))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from hpcne import sampling
 from hpcne.algorithms import ALGORITHMS, XNES, SearchAlgorithm
 from hpcne.config import ConfigError, RunConfig
 from hpcne.core import Problem
@@ -73,6 +74,17 @@ def test_noise_sums_have_the_same_bits_for_every_split(symmetric: bool) -> None:
         assert error < 1e-7 * np.abs(w).sum() * bound  # far below the float32 resolution of such a sum
 
 
+def test_noise_sums_do_not_depend_on_the_column_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = NoiseStream(seed=2, eval_round=1, length=300, symmetric=True)
+    w = weights(16, seed=4)
+    exponents = scales(w, symmetric=True)
+    whole = noise_sums(stream, w, exponents, 0, 8)
+    monkeypatch.setattr(sampling, "_SUM_BLOCK", 7)  # blocks that do not divide the length
+    blocked = noise_sums(stream, w, exponents, 0, 8)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(whole, blocked))
+    assert whole[0].any() and whole[1].any()
+
+
 def test_a_sample_has_mirrored_pairs_and_rows_independent_of_the_range() -> None:
     stream = NoiseStream(seed=1, eval_round=0, length=50, symmetric=True)
     sample = GaussianSample(stream, np.full(50, 0.5, np.float32), np.full(50, 2.0, np.float32))
@@ -80,6 +92,8 @@ def test_a_sample_has_mirrored_pairs_and_rows_independent_of_the_range() -> None
     assert np.array_equal(noise[0::2], -noise[1::2]) and len(np.unique(noise[0::2, 0])) == 3
     assert rows.tobytes() == (sample.center + sample.stdev * noise).tobytes()
     assert rows[3:5].tobytes() == sample.rows(3, 5).tobytes()
+    buffer = np.full((4, 50), np.nan, np.float32)
+    assert sample.rows(3, 5, buffer).tobytes() == rows[3:5].tobytes() and not np.isnan(buffer[:2]).any()
     other_round = GaussianSample(NoiseStream(1, 1, 50, True), sample.center, sample.stdev)
     assert not np.array_equal(other_round.rows(0, 2), rows[:2])
 
@@ -185,3 +199,23 @@ def test_the_noise_table_size_is_an_option_checked_for_sense(monkeypatch: pytest
         monkeypatch.setenv(NOISE_TABLE_ENV, bad)
         with pytest.raises(ValueError, match=r"HPCNE_NOISE_TABLE=.* at least twice the solution length"):
             stream.unit(0)
+
+
+def test_a_state_sampled_from_another_noise_table_is_refused(
+    make_problem: Callable[..., Problem], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saved = run("snes", make_problem, 1).state_dict()
+    assert saved["noise_table"] == 2**20
+    monkeypatch.setenv(NOISE_TABLE_ENV, "4000")
+    other = ALGORITHMS["snes"](make_problem(d=7, seed=3, noise=0.1), **CONFIGS["snes"][1])
+    with pytest.raises(ValueError, match=r"noise table of 1,048,576 values, but this process has 4,000 .*unset HPCNE"):
+        other.load_state_dict(saved)
+    assert other.step_count == 0  # refused before anything was loaded
+    monkeypatch.delenv(NOISE_TABLE_ENV)
+    other.load_state_dict(saved)
+    del saved["noise_table"]  # a state saved before the size was recorded still loads
+    other.load_state_dict(saved)
+    assert (
+        XNES(make_problem(), stdev_init=1.0).noise_table is None
+        and "noise_table" not in XNES(make_problem(), stdev_init=1.0).state_dict()
+    )
