@@ -3,7 +3,7 @@
 With the variable set, every process of a run (the serial process, each pool worker, each MPI
 rank) times its phases and rewrites ``DIR/phases-<host>-<pid>.json`` after each evaluation: the
 seconds of each phase per evaluation round (so that a benchmark can leave out the warm-up), and
-when each round's work started and ended (``time.monotonic``, one clock for the whole machine).
+when the coordinator started each round.
 Without the variable nothing is wrapped and nothing is timed.
 
 Two kinds of phases:
@@ -48,7 +48,6 @@ class Phases:
         self.role = "worker"
         self.key = "start"
         self.seconds: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        self.spans: dict[str, list[float]] = {}  # key -> [first start, last end] of this process's rollouts
         self.started: dict[str, float] = {}  # key -> when the coordinator started it (perf_counter)
         self._calls = 0.0  # seconds booked by timed calls so far, under any key
         self._inner: list[list[float]] = []  # per open block: [seconds of the blocks inside it, less their calls]
@@ -103,7 +102,6 @@ class Phases:
             "pid": self.pid,
             "host": socket.gethostname(),
             "seconds": {k: dict(v) for k, v in self.seconds.items()},
-            "spans": self.spans,
             "started": self.started,
         }
         tmp = path.with_suffix(".tmp")
@@ -163,13 +161,10 @@ def rollouts(eval_round: int) -> Iterator[None]:
         return
     if not phases.nested:  # a worker: the round is its own; in the coordinator an open block keeps the generation's
         phases.key = str(eval_round)
-    started = time.monotonic()
     try:
         with phases.block("engine"):
             yield
     finally:
-        span = phases.spans.setdefault(phases.key, [started, started])
-        span[1] = time.monotonic()
         phases.dump()
 
 
