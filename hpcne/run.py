@@ -45,7 +45,7 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: checkpointed after a stop signal; run the same command again to resume
 # Center evaluations use rounds far from the training rounds so that they never change training.
 CENTER_ROUND_BASE = 2**40
-RESULTS_FLUSH_SECONDS = 1.0  # log rows reach results.h5 within this (batched: a write costs ms), and at each checkpoint
+RESULTS_FLUSH_SECONDS = 1.0  # log rows are written about once a second (a write costs ms), and at each checkpoint
 
 
 class RunError(RuntimeError):

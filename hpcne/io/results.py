@@ -64,8 +64,8 @@ class ResultsWriter:
     ``/best`` holds the best solution so far (``values``, ``eval``, ``generation`` and, with
     ``obs_length``, the observation normalization ``obs_mean``, ``obs_stdev``, ``obs_count``); root
     attributes hold ``attrs``. Every change is flushed at once, except that with ``flush_seconds`` log
-    rows are written in batches, at most that long after they were appended (and by `flush`,
-    `truncate`, `update_best` and `close`).
+    rows are written in batches: an append writes the pending rows once that long has passed since
+    the last write, and `flush`, `truncate` and `close` write them at once.
 
     Args:
         path: The results file.
@@ -76,8 +76,9 @@ class ResultsWriter:
         obs_length: Length of the observation vector; also stores its normalization statistics in ``/best``.
         resume: Continue an existing file (one that is missing is created). The columns must match; call
             `truncate` to drop the generations after the checkpoint that the run resumes from.
-        flush_seconds: Write log rows at most this long after they were appended, several in one go
-            (a few ms per write, which counts for generations of a few tens of ms); 0 writes each at once.
+        flush_seconds: Keep appended rows in memory until this long has passed since the last write,
+            then write them in one go (a write costs a few ms, which counts for generations of a few
+            tens of ms); 0 writes each row at once.
 
     Raises:
         FileExistsError: The file exists and ``resume`` is False.
