@@ -1,0 +1,311 @@
+"""The environment's own cost of a run's steps: record a training run's env calls, replay them bare.
+
+The bare-loop ceiling (random actions) prices a step in the states that random actions reach. A
+policy visits other states, and a MuJoCo step costs what its contacts cost. To tell hpcne's
+overhead from the environment's, :func:`record` runs ``hpcne train CONFIG`` in this process and
+logs every call the rollout engine makes to its environments (slot, reset seed or action, and
+the reward and the observation's sum it got back), those of the centre evaluations included.
+:func:`replay` makes fresh environments the way the engine does (``gym.make`` less its
+bookkeeping wrappers) and makes the same calls in the same order with nothing else in between:
+its training steps over its time (centre evaluations included, as in the run's own rate) is the
+ceiling of this run's own work.
+A training run is the same for the same seed whatever the layout, so one recording serves one
+worker, N ranks and an N-worker pool alike.
+
+``order="by-slot"`` replays each slot's calls as one stream after another instead of
+interleaved: the same states, with one environment's data hot in the cache at a time.
+
+The log is a ``.npz`` of plain arrays (no pickle)::
+
+    python -m benchmarks.replay record examples/halfcheetah-pgpe.toml 6 /tmp/hc.npz
+    python -m benchmarks.replay replay /tmp/hc.npz --first-round 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Replayer", "alternate", "record", "replay"]
+
+NO_SEED = -1  # the ``seed`` entry of a reset without a seed, and of a step
+
+
+def record(config: Path, generations: int, out: Path, extra: list[str] | None = None) -> dict[str, Any]:
+    """Train ``config`` for ``generations`` in this process, logging its environment calls to ``out``.
+
+    Returns:
+        The number of calls logged and of training interactions.
+    """
+    import hpcne.neuroevolution.gymne as gymne
+    from hpcne import cli
+    from hpcne.run import CENTER_ROUND_BASE
+
+    rounds: list[int] = []
+    slots: list[int] = []
+    seeds: list[int] = []
+    actions: list[Any] = []
+    rewards: list[float] = []
+    sums: list[float] = []  # of each observation returned: the replay must see the same ones
+    training: list[bool] = []
+    # The training round of the calls being made (a centre evaluation's: that of its generation; -1 outside
+    # an evaluation, e.g. the automatic slot count's timing), and whether they are training's.
+    current: dict[str, Any] = {"round": -1, "training": True}
+
+    class Recorder:
+        """An environment whose ``step`` and ``reset`` are logged (the engine uses nothing else)."""
+
+        def __init__(self, env: Any, slot: int) -> None:
+            self.env, self.slot, self.observation_space = env, slot, env.observation_space
+
+        def reset(self, *, seed: int | None = None) -> Any:
+            rounds.append(current["round"])
+            training.append(current["training"])
+            slots.append(self.slot)
+            seeds.append(NO_SEED if seed is None else seed)
+            actions.append(None)
+            rewards.append(0.0)
+            result = self.env.reset(seed=seed)
+            sums.append(float(np.sum(result[0])))
+            return result
+
+        def step(self, action: Any) -> Any:
+            result = self.env.step(action)
+            rounds.append(current["round"])
+            training.append(current["training"])
+            slots.append(self.slot)
+            seeds.append(NO_SEED)
+            actions.append(np.array(action))
+            rewards.append(float(result[1]))
+            sums.append(float(np.sum(result[0])))
+            return result
+
+    original_evaluate, original_lockstep = gymne.GymNE._evaluate_local, gymne.run_lockstep
+
+    def evaluate(self: Any, values: np.ndarray, first_index: int, eval_round: int) -> Any:
+        centre = eval_round >= CENTER_ROUND_BASE  # generation g's centre: after training round g - 1
+        current.update({"round": eval_round - CENTER_ROUND_BASE - 1 if centre else eval_round, "training": not centre})
+        try:
+            return original_evaluate(self, values, first_index, eval_round)
+        finally:
+            current.update({"round": -1, "training": True})
+
+    def lockstep(policy: Any, envs: list[Any], *args: Any, **kwargs: Any) -> Any:
+        if current["round"] >= 0 and not isinstance(envs[0], gymne._FreeEnv):
+            envs = [Recorder(env, slot) for slot, env in enumerate(envs)]
+        return original_lockstep(policy, envs, *args, **kwargs)
+
+    gymne.GymNE._evaluate_local, gymne.run_lockstep = evaluate, lockstep
+    try:
+        with _scratch_dir() as run_dir:
+            options = ["--generations", str(generations), "--run-dir", run_dir, "--workers", "1"]
+            status = cli.run(["train", str(config), *options, "--target-reward", "1e30", *(extra or [])])
+    finally:
+        gymne.GymNE._evaluate_local, gymne.run_lockstep = original_evaluate, original_lockstep
+    if status != 0:
+        raise RuntimeError(f"hpcne train {config} exited with status {status}.")
+    steps = [a for a in actions if a is not None]
+    width = int(np.prod(steps[0].shape)) if steps else 0
+    table = np.zeros((len(actions), width), steps[0].dtype if steps else np.float32)
+    for i, action in enumerate(actions):
+        if action is not None:
+            table[i] = action.reshape(-1)
+    np.savez(
+        out,
+        round=np.asarray(rounds, np.int64),
+        slot=np.asarray(slots, np.int32),
+        seed=np.asarray(seeds, np.int64),
+        is_step=np.asarray([a is not None for a in actions]),
+        training=np.asarray(training),
+        action=table,
+        action_shape=np.asarray(steps[0].shape if steps else (), np.int64),
+        reward=np.asarray(rewards),
+        obs_sum=np.asarray(sums),
+        env=np.asarray(_config_env(config)),
+    )
+    return {"calls": len(actions), "steps": int(sum(a is not None and t for a, t in zip(actions, training)))}
+
+
+def _scratch_dir() -> Any:
+    import tempfile
+
+    return tempfile.TemporaryDirectory(prefix="hpcne-record-")
+
+
+def _config_env(config: Path) -> str:
+    import tomllib
+
+    with config.open("rb") as f:
+        return str(tomllib.load(f)["env"])
+
+
+class Replayer:
+    """Fresh environments for a log of :func:`record`, and its calls made on them, timed."""
+
+    def __init__(self, path: Path) -> None:
+        from hpcne.neuroevolution.gymne import make_env, unwrap_make
+        from hpcne.neuroevolution.quiet import quiet_env_libraries
+
+        log = np.load(path, allow_pickle=False)
+        self.env_id = str(log["env"])
+        quiet_env_libraries(self.env_id)
+        self.rounds, self.slots, self.seeds, self.is_step = log["round"], log["slot"], log["seed"], log["is_step"]
+        self.training, self.rewards, self.sums = log["training"], log["reward"], log["obs_sum"]
+        shape = tuple(int(n) for n in log["action_shape"])
+        self.actions = log["action"].reshape(len(self.rounds), *shape) if len(self.rounds) else log["action"]
+        self.envs = [unwrap_make(make_env(self.env_id, {}))[0] for _ in range(int(self.slots.max()) + 1)]
+
+    def steps(self, indices: np.ndarray) -> int:
+        """The training steps among the calls ``indices``."""
+        return int((self.is_step & self.training)[indices].sum())
+
+    def run(self, indices: np.ndarray) -> tuple[float, float, bool]:
+        """Make the calls ``indices`` in that order: wall and CPU seconds, and whether they gave what they logged."""
+        work: list[tuple[Callable[..., Any], Any]] = []
+        for i in indices.tolist():
+            env = self.envs[self.slots[i]]
+            if self.is_step[i]:
+                work.append((env.step, self.actions[i]))
+            else:
+                work.append((_resetter(env), None if self.seeds[i] == NO_SEED else int(self.seeds[i])))
+        results: list[Any] = [None] * len(work)
+        started, cpu = time.perf_counter(), time.process_time()
+        for k, (fn, arg) in enumerate(work):
+            results[k] = fn(arg)
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+        rewards = [float(r[1]) if len(r) == 5 else 0.0 for r in results]
+        sums = [float(np.sum(r[0])) for r in results]
+        same = rewards == self.rewards[indices].tolist() and sums == self.sums[indices].tolist()
+        return wall, cpu, same
+
+
+def replay(path: Path, *, first_round: int = 0, order: str = "run") -> dict[str, Any]:
+    """Make ``path``'s logged calls from round ``first_round`` on in fresh environments; their speed.
+
+    Args:
+        path: A log written by :func:`record`.
+        first_round: Leave out the rounds before it (the warm-up), after replaying them untimed so
+            that every environment starts the timed part in the state the run left it in.
+        order: ``"run"`` (interleaved as the engine made them) or ``"by-slot"`` (one slot's calls
+            after another's).
+
+    Returns:
+        Steps per second and per CPU second of the timed part, its step count, and whether every
+        reward and observation sum equals the logged one (the trajectories are the run's).
+    """
+    if order not in ("run", "by-slot"):
+        raise ValueError(f"order is 'run' or 'by-slot'; got {order!r}")
+    replayer = Replayer(path)
+    rounds = replayer.rounds
+    timed = np.flatnonzero(rounds >= first_round)
+    if order == "by-slot":
+        timed = timed[np.argsort(replayer.slots[timed], kind="stable")]
+    replayer.run(np.flatnonzero((rounds >= 0) & (rounds < first_round)))
+    wall, cpu, same = replayer.run(timed)
+    steps = replayer.steps(timed)
+    return {
+        "env": replayer.env_id,
+        "steps": steps,
+        "steps_per_s": steps / wall,
+        "steps_per_cpu_s": steps / cpu,
+        "same_trajectories": same,
+    }
+
+
+def alternate(config: Path, generations: int, path: Path, *, first_round: int = 1) -> dict[str, Any]:
+    """Train ``config`` here, and after each evaluation replay that round's logged training calls.
+
+    The two alternate every round, so that a drift in the machine's speed (a shared VM's
+    neighbours) touches both alike: each round's hpcne evaluation (``GymNE``'s rollouts: policy
+    calls, normalization, the engine) is set against the bare environment calls it made. The
+    searcher update, logging and checkpoints are not in either; the time split (HPCNE_PROFILE)
+    gives those.
+
+    Returns:
+        Per round from ``first_round`` on: training steps, hpcne's and the replay's seconds; their
+        totals' ratio, and whether every replayed call gave what it logged.
+    """
+    import hpcne.neuroevolution.gymne as gymne
+    from hpcne import cli
+
+    replayer = Replayer(path)
+    rows: list[dict[str, Any]] = []
+    same = True
+    original = gymne.GymNE._evaluate_local
+
+    def evaluate(self: Any, values: np.ndarray, first_index: int, eval_round: int) -> Any:
+        nonlocal same
+        indices = np.flatnonzero((replayer.rounds == eval_round) & replayer.training)
+        if not len(indices):  # a centre evaluation, or a round the log does not have
+            return original(self, values, first_index, eval_round)
+        started = time.perf_counter()
+        result = original(self, values, first_index, eval_round)
+        seconds = time.perf_counter() - started
+        wall, _, ok = replayer.run(indices)
+        same = same and ok
+        if eval_round >= first_round:
+            rows.append({"round": eval_round, "steps": replayer.steps(indices), "hpcne_s": seconds, "replay_s": wall})
+        return result
+
+    gymne.GymNE._evaluate_local = evaluate
+    try:
+        with _scratch_dir() as run_dir:
+            options = ["--generations", str(generations), "--run-dir", run_dir, "--workers", "1"]
+            status = cli.run(["train", str(config), *options, "--target-reward", "1e30"])
+    finally:
+        gymne.GymNE._evaluate_local = original
+    if status != 0:
+        raise RuntimeError(f"hpcne train {config} exited with status {status}.")
+    hpcne_s, replay_s = sum(r["hpcne_s"] for r in rows), sum(r["replay_s"] for r in rows)
+    ratios = [r["replay_s"] / r["hpcne_s"] for r in rows]
+    return {
+        "env": replayer.env_id,
+        "rounds": rows,
+        "replay_over_hpcne": replay_s / hpcne_s,
+        "round_ratios": [round(x, 4) for x in ratios],
+        "same_trajectories": same,
+    }
+
+
+def _resetter(env: Any) -> Callable[[int | None], Any]:
+    def reset(seed: int | None) -> Any:
+        return env.reset(seed=seed)
+
+    return reset
+
+
+def main() -> None:
+    """``record CONFIG GENERATIONS OUT``, ``replay LOG`` or ``alternate CONFIG GENERATIONS LOG``; prints a JSON line."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.replay", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    rec = sub.add_parser("record", help="train a config in this process, logging its environment calls")
+    rec.add_argument("config", type=Path)
+    rec.add_argument("generations", type=int)
+    rec.add_argument("out", type=Path)
+    rep = sub.add_parser("replay", help="replay a log in fresh environments, timed")
+    rep.add_argument("log", type=Path)
+    rep.add_argument("--first-round", type=int, default=0, help="leave out (run untimed) the rounds before it")
+    rep.add_argument("--order", choices=["run", "by-slot"], default="run")
+    alt = sub.add_parser("alternate", help="train again, replaying each round's logged calls right after it")
+    alt.add_argument("config", type=Path)
+    alt.add_argument("generations", type=int)
+    alt.add_argument("log", type=Path)
+    alt.add_argument("--first-round", type=int, default=1, help="leave out the rounds before it")
+    args = parser.parse_args()
+    if args.what == "record":
+        print(json.dumps(record(args.config, args.generations, args.out)), flush=True)
+    elif args.what == "replay":
+        print(json.dumps(replay(args.log, first_round=args.first_round, order=args.order)), flush=True)
+    else:
+        found = alternate(args.config, args.generations, args.log, first_round=args.first_round)
+        print(json.dumps(found), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""benchmarks/replay.py: a recorded run's env calls, replayed bare, are that run's trajectories."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.replay import alternate, record, replay
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _record(tmp_path: Path, generations: int = 3) -> Path:
+    log = tmp_path / "cartpole.npz"
+    with contextlib.redirect_stdout(io.StringIO()):
+        record(ROOT / "examples" / "cartpole-pgpe.toml", generations, log)
+    return log
+
+
+def test_a_replay_reproduces_the_recorded_run_and_counts_its_training_steps(tmp_path: Path) -> None:
+    log = _record(tmp_path)
+    data = np.load(log, allow_pickle=False)
+    rounds, training, is_step = data["round"], data["training"], data["is_step"]
+    assert set(rounds.tolist()) == {0, 1, 2}  # three training rounds; nothing logged outside them
+    assert not training.all() and training.any()  # the centre evaluations (every generation here) are logged too
+    # Every episode starts with a seeded reset: the trajectories depend on the log alone.
+    assert (data["seed"][~is_step] >= 0).all()
+    assert not is_step[0]
+    for order in ("run", "by-slot"):
+        result = replay(log, first_round=1, order=order)
+        assert result["same_trajectories"], order
+        assert result["steps"] == int((is_step & training & (rounds >= 1)).sum()) > 0
+        assert result["steps_per_s"] > 0
+
+
+@pytest.mark.filterwarnings("ignore:.*calling 'step\\(\\)' even though")  # the tampered episodes run on
+def test_a_replay_that_leaves_the_recorded_trajectories_says_so(tmp_path: Path) -> None:
+    log = _record(tmp_path, generations=2)
+    data = dict(np.load(log, allow_pickle=False))
+    actions = data["action"]
+    actions[data["is_step"]] = 1 - actions[data["is_step"]]  # CartPole pushes the other way
+    tampered = tmp_path / "tampered.npz"
+    np.savez(tampered, **data)
+    assert not replay(tampered)["same_trajectories"]
+
+
+def test_alternating_runs_and_replays_each_round_of_the_same_run(tmp_path: Path) -> None:
+    log = _record(tmp_path)
+    with contextlib.redirect_stdout(io.StringIO()):
+        found = alternate(ROOT / "examples" / "cartpole-pgpe.toml", 3, log, first_round=1)
+    assert found["same_trajectories"]  # the second run made the calls the first one logged
+    assert [row["round"] for row in found["rounds"]] == [1, 2]
+    training = np.load(log)["training"] & np.load(log)["is_step"]
+    rounds = np.load(log)["round"]
+    assert [row["steps"] for row in found["rounds"]] == [int((training & (rounds == r)).sum()) for r in (1, 2)]
+    assert all(row["hpcne_s"] > 0 and row["replay_s"] > 0 for row in found["rounds"])
