@@ -8,6 +8,12 @@ workers (``--workers N``). Its steps/s is the steady state read from the run's r
 in the same run, just before and just after: N bare loops at once (``env.step`` with random
 actions on a ``gymnasium.make`` environment, one process each), their summed steps/s averaged.
 
+Random actions are not what a policy does, and a MuJoCo step costs what its states cost. So each
+row also has a *replay ceiling*: the same run is recorded once per example (every env call of
+the rollout engine, benchmarks/replay.py), and N processes at once replay those calls in fresh
+environments with nothing else in between. What the run's time exceeds the replay's by is
+hpcne's: policy calls, normalization, the engine, communication, the update, logging.
+
 Steps per CPU second (the run's processes against a bare loop's) come from the CPU time of a
 run of the warm-up generations alone and of the full run: they vary far less with the load of a
 shared machine than wall-clock rates. The example's target reward is lifted (``--target-reward
@@ -90,20 +96,50 @@ def bare(env_id: str, seconds: float) -> tuple[float, float]:
     return steps / (time.perf_counter() - started), steps / (time.process_time() - cpu)
 
 
-def ceiling(env_id: str, processes: int, seconds: float) -> list[tuple[float, float]]:
-    """Steps per second and per CPU second of each of ``processes`` bare loops run at once."""
-    command = [sys.executable, "-m", "benchmarks.examples", "bare", env_id, str(seconds)]
+def at_once(command: list[str], processes: int, timeout: float) -> list[dict[str, Any]]:
+    """Run ``processes`` copies of ``command`` at once; the last JSON line each printed."""
     env = {**os.environ, **ONE_THREAD}
     pipe = subprocess.PIPE
     running = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=pipe, text=True) for _ in range(processes)]
-    rates = []
+    records = []
     for process in running:
-        out, _ = process.communicate(timeout=seconds * 10 + 120)
+        out, _ = process.communicate(timeout=timeout)
         if process.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed (exit {process.returncode}).")
-        record = json.loads(out.strip().splitlines()[-1])
-        rates.append((float(record["steps_per_s"]), float(record["steps_per_cpu_s"])))
-    return rates
+        records.append(json.loads(out.strip().splitlines()[-1]))
+    return records
+
+
+def ceiling(env_id: str, processes: int, seconds: float) -> list[tuple[float, float]]:
+    """Steps per second and per CPU second of each of ``processes`` bare loops run at once."""
+    command = [sys.executable, "-m", "benchmarks.examples", "bare", env_id, str(seconds)]
+    records = at_once(command, processes, seconds * 10 + 120)
+    return [(float(r["steps_per_s"]), float(r["steps_per_cpu_s"])) for r in records]
+
+
+def replay_ceiling(log: Path, first_round: int, processes: int) -> list[tuple[float, float]]:
+    """Steps per second and per CPU second of each of ``processes`` replays of a run's env calls at once.
+
+    Raises:
+        RuntimeError: A replay did not reproduce the recorded rewards and observations.
+    """
+    command = [sys.executable, "-m", "benchmarks.replay", "replay", str(log), "--first-round", str(first_round)]
+    records = at_once(command, processes, 3600)
+    if not all(r["same_trajectories"] for r in records):
+        raise RuntimeError(
+            f"Replaying {log} did not reproduce the run's trajectories; its figures would not be the run's."
+        )
+    return [(float(r["steps_per_s"]), float(r["steps_per_cpu_s"])) for r in records]
+
+
+def record(example: str, generations: int, out: Path) -> None:
+    """Log the env calls of ``hpcne train examples/EXAMPLE.toml`` over ``generations`` (benchmarks.replay)."""
+    config = ROOT / "examples" / f"{example}.toml"
+    command = [sys.executable, "-m", "benchmarks.replay", "record", str(config), str(generations), str(out)]
+    env = {**os.environ, **ONE_THREAD}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
 
 
 def train_command(example: str, layout: str, processes: int, generations: int, run_dir: Path) -> list[str]:
@@ -172,8 +208,11 @@ def split(profile: Path, skip_rounds: int, capacity: float) -> dict[str, float]:
     return {name: seconds / whole for name, seconds in totals.items()} | {"total_seconds": whole}
 
 
-def measure(example: str, layout: str, processes: int, quick: bool) -> dict[str, Any]:
+def measure(example: str, layout: str, processes: int, quick: bool, log: Path) -> dict[str, Any]:
     """One row: the ceiling before and after, the plain run's steady steps/s, the profiled run's split.
+
+    ``log`` holds the env calls of the same run (:func:`record`); N replays of it at once, after
+    the plain run, give the replay ceiling: what the environments alone need for the run's steps.
 
     Steps per CPU second (all of the run's processes, mpiexec's included) are taken from a run of
     the warm-up generations alone and the full run: their difference is the steady state. On a
@@ -191,12 +230,14 @@ def measure(example: str, layout: str, processes: int, quick: bool) -> dict[str,
         rate, _, _ = steady_rate(run_dir, warmup)
         cpu_rate = (_interactions(run_dir) - _interactions(warm_dir)) / (run_cpu - warm_cpu)
         after = ceiling(env_id, n, seconds)
+        replayed = replay_ceiling(log, warmup, n)
         profiled_dir, profile = Path(tmp) / "profiled", Path(tmp) / "phases"
         train(train_command(example, layout, n, generations + warmup, profiled_dir), profile)
         profiled_rate, _, profiled_seconds = steady_rate(profiled_dir, warmup)
         shares = split(profile, warmup, n * profiled_seconds)
     ceiling_rate = (sum(r[0] for r in before) + sum(r[0] for r in after)) / 2
     bare_cpu_rate = statistics.mean(r[1] for r in before + after)
+    replay_rate, replay_cpu_rate = sum(r[0] for r in replayed), statistics.mean(r[1] for r in replayed)
     return {
         "example": example,
         "env": env_id,
@@ -204,11 +245,15 @@ def measure(example: str, layout: str, processes: int, quick: bool) -> dict[str,
         "processes": n,
         "ceiling_steps_per_s": round(ceiling_rate, 1),
         "bare_per_process": round(ceiling_rate / n, 1),
+        "replay_ceiling_steps_per_s": round(replay_rate, 1),
         "hpcne_steps_per_s": round(rate, 1),
         "ratio": round(rate / ceiling_rate, 4),
+        "replay_ratio": round(rate / replay_rate, 4),
         "bare_steps_per_cpu_s": round(bare_cpu_rate, 1),
+        "replay_steps_per_cpu_s": round(replay_cpu_rate, 1),
         "hpcne_steps_per_cpu_s": round(cpu_rate, 1),
         "cpu_ratio": round(cpu_rate / bare_cpu_rate, 4),
+        "replay_cpu_ratio": round(cpu_rate / replay_cpu_rate, 4),
         "profiled_steps_per_s": round(profiled_rate, 1),
         **{f"share_{name}": round(shares[name], 4) for name in PHASES},
         "split_seconds": round(shares["total_seconds"], 2),
@@ -219,12 +264,21 @@ def examples(out: Path, *, names: list[str], layouts: list[tuple[str, int]], rep
     """Measure every (example, layout); write the CSV and return the Markdown tables."""
     load = LoadTracker()
     rows: list[dict[str, Any]] = []
-    for repeat in range(repeats):
-        for name in names:
-            for layout, processes in layouts:
-                row = measure(name, layout, processes, quick) | {"repeat": repeat, "load": round(load.sample(), 2)}
-                rows.append(row)
-                print(f"  {name}, {row['layout']}, repeat {repeat}: {row['ratio']:.2f} of the ceiling", flush=True)
+    with tempfile.TemporaryDirectory(prefix="hpcne-replay-") as logs:
+        for repeat in range(repeats):
+            for name in names:
+                log = Path(logs) / f"{name}.npz"
+                if not log.exists():  # one recording per example: the run is the same in every layout
+                    _, generations, warmup, _ = EXAMPLES[name]
+                    record(name, max(2, generations // 4) + 1 if quick else generations + warmup, log)
+                for layout, processes in layouts:
+                    row = measure(name, layout, processes, quick, log)
+                    rows.append(row | {"repeat": repeat, "load": round(load.sample(), 2)})
+                    print(
+                        f"  {name}, {row['layout']}, repeat {repeat}: {row['ratio']:.2f} of the ceiling, "
+                        f"{row['replay_ratio']:.2f} of the replay ceiling",
+                        flush=True,
+                    )
     write_csv(out, rows)
     return _tables(rows, repeats) + f"\n({load.describe()} during the runs; all runs: {shown(out)})\n"
 
@@ -239,34 +293,43 @@ def _tables(rows: list[dict[str, Any]], repeats: int) -> str:
         def med(key: str, mine: list[dict[str, Any]] = mine) -> float:
             return median(float(r[key]) for r in mine)
 
-        ratios = [r["ratio"] for r in mine]
+        def spread(key: str, mine: list[dict[str, Any]] = mine) -> str:
+            values = [float(r[key]) for r in mine]
+            return f"{min(values):.2f}–{max(values):.2f}"
+
         speed.append(
             [
                 f"`examples/{name}.toml`",
                 layout,
                 f"{med('bare_per_process'):,.0f}",
                 f"{med('ceiling_steps_per_s'):,.0f}",
+                f"{med('replay_ceiling_steps_per_s'):,.0f}",
                 f"{med('hpcne_steps_per_s'):,.0f}",
-                f"**{med('ratio'):.2f}**",
-                f"{min(ratios):.2f}–{max(ratios):.2f}",
-                f"**{med('cpu_ratio'):.2f}**",
+                f"**{med('ratio'):.2f}** ({spread('ratio')})",
+                f"**{med('replay_ratio'):.2f}** ({spread('replay_ratio')})",
+                f"{med('cpu_ratio'):.2f}",
+                f"{med('replay_cpu_ratio'):.2f}",
             ]
         )
         shares.append([f"`{name}`", layout] + [f"{100 * med(f'share_{p}'):.1f}" for p in PHASES])
     return (
         f"Shipped example configs as they are (`hpcne train examples/NAME.toml`), steady state after the warm-up "
-        f"generations, medians of {repeats} run(s); ceiling = the summed steps/s of as many bare `env.step` loops "
-        "at once, measured just before and after\n\n"
+        f"generations, medians of {repeats} run(s) (range in brackets); ceiling = the summed steps/s of as many "
+        "bare `env.step` loops with random actions at once, measured just before and after; replay ceiling = as "
+        "many processes at once each replaying the run's own env calls (its training steps over the time of its "
+        "calls, centre evaluations' included)\n\n"
         + markdown_table(
             [
                 "config",
                 "layout",
                 "bare steps/s per process",
                 "ceiling (steps/s)",
+                "replay ceiling (steps/s)",
                 "hpcne steps/s",
                 "hpcne ÷ ceiling",
-                "range",
-                "per CPU second: hpcne ÷ bare",
+                "hpcne ÷ replay ceiling",
+                "per CPU s: hpcne ÷ bare",
+                "per CPU s: hpcne ÷ replay",
             ],
             speed,
         )
