@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,7 +38,7 @@ __all__ = ["Replayer", "alternate", "record", "replay"]
 NO_SEED = -1  # the ``seed`` entry of a reset without a seed, and of a step
 
 
-def record(config: Path, generations: int, out: Path, extra: list[str] | None = None) -> dict[str, Any]:
+def record(config: Path, generations: int, out: Path) -> dict[str, Any]:
     """Train ``config`` for ``generations`` in this process, logging its environment calls to ``out``.
 
     Returns:
@@ -103,13 +104,14 @@ def record(config: Path, generations: int, out: Path, extra: list[str] | None = 
 
     gymne.GymNE._evaluate_local, gymne.run_lockstep = evaluate, lockstep
     try:
-        with _scratch_dir() as run_dir:
+        with tempfile.TemporaryDirectory(prefix="hpcne-record-") as run_dir:
             options = ["--generations", str(generations), "--run-dir", run_dir, "--workers", "1"]
-            status = cli.run(["train", str(config), *options, "--target-reward", "1e30", *(extra or [])])
+            status = cli.run(["train", str(config), *options, "--target-reward", "1e30"])
     finally:
         gymne.GymNE._evaluate_local, gymne.run_lockstep = original_evaluate, original_lockstep
     if status != 0:
         raise RuntimeError(f"hpcne train {config} exited with status {status}.")
+    env_id, env_config = _config_env(config)
     steps = [a for a in actions if a is not None]
     width = int(np.prod(steps[0].shape)) if steps else 0
     table = np.zeros((len(actions), width), steps[0].dtype if steps else np.float32)
@@ -127,22 +129,19 @@ def record(config: Path, generations: int, out: Path, extra: list[str] | None = 
         action_shape=np.asarray(steps[0].shape if steps else (), np.int64),
         reward=np.asarray(rewards),
         obs_sum=np.asarray(sums),
-        env=np.asarray(_config_env(config)),
+        env=np.asarray(env_id),
+        env_config=np.asarray(json.dumps(env_config)),
     )
     return {"calls": len(actions), "steps": int(sum(a is not None and t for a, t in zip(actions, training)))}
 
 
-def _scratch_dir() -> Any:
-    import tempfile
-
-    return tempfile.TemporaryDirectory(prefix="hpcne-record-")
-
-
-def _config_env(config: Path) -> str:
-    import tomllib
+def _config_env(config: Path) -> tuple[str, dict[str, Any]]:
+    """The gymnasium id and ``env_config`` of a config file."""
+    from hpcne.config import tomllib  # the standard library's, or tomli before Python 3.11
 
     with config.open("rb") as f:
-        return str(tomllib.load(f)["env"])
+        table = tomllib.load(f)
+    return str(table["env"]), dict(table.get("env_config", {}))
 
 
 class Replayer:
@@ -154,12 +153,13 @@ class Replayer:
 
         log = np.load(path, allow_pickle=False)
         self.env_id = str(log["env"])
+        env_config = json.loads(str(log["env_config"]))
         quiet_env_libraries(self.env_id)
         self.rounds, self.slots, self.seeds, self.is_step = log["round"], log["slot"], log["seed"], log["is_step"]
         self.training, self.rewards, self.sums = log["training"], log["reward"], log["obs_sum"]
         shape = tuple(int(n) for n in log["action_shape"])
         self.actions = log["action"].reshape(len(self.rounds), *shape) if len(self.rounds) else log["action"]
-        self.envs = [unwrap_make(make_env(self.env_id, {}))[0] for _ in range(int(self.slots.max()) + 1)]
+        self.envs = [unwrap_make(make_env(self.env_id, env_config))[0] for _ in range(int(self.slots.max()) + 1)]
 
     def steps(self, indices: np.ndarray) -> int:
         """The training steps among the calls ``indices``."""
@@ -255,7 +255,7 @@ def alternate(config: Path, generations: int, path: Path, *, first_round: int = 
 
     gymne.GymNE._evaluate_local = evaluate
     try:
-        with _scratch_dir() as run_dir:
+        with tempfile.TemporaryDirectory(prefix="hpcne-alternate-") as run_dir:
             options = ["--generations", str(generations), "--run-dir", run_dir, "--workers", "1"]
             status = cli.run(["train", str(config), *options, "--target-reward", "1e30"])
     finally:
