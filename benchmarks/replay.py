@@ -137,10 +137,9 @@ def record(config: Path, generations: int, out: Path) -> dict[str, Any]:
 
 def _config_env(config: Path) -> tuple[str, dict[str, Any]]:
     """The gymnasium id and ``env_config`` of a config file."""
-    from hpcne.config import tomllib  # the standard library's, or tomli before Python 3.11
+    from hpcne.config import load_toml
 
-    with config.open("rb") as f:
-        table = tomllib.load(f)
+    table = load_toml(config)
     return str(table["env"]), dict(table.get("env_config", {}))
 
 

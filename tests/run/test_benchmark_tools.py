@@ -1,9 +1,11 @@
-"""benchmarks/replay.py: a recorded run's env calls, replayed bare, are that run's trajectories."""
+"""The benchmark tools for real runs: benchmarks/replay.py (a recorded run's env calls, replayed bare, are
+that run's trajectories) and benchmarks/engine.py."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -58,3 +60,11 @@ def test_alternating_runs_and_replays_each_round_of_the_same_run(tmp_path: Path)
     rounds = np.load(log)["round"]
     assert [row["steps"] for row in found["rounds"]] == [int((training & (rounds == r)).sum()) for r in (1, 2)]
     assert all(row["hpcne_s"] > 0 and row["replay_s"] > 0 for row in found["rounds"])
+
+
+def test_the_engine_cost_runs_on_the_example_problem() -> None:
+    from benchmarks.engine import engine_cost
+
+    found = engine_cost(ROOT / "examples" / "cartpole-pgpe.toml", 4, episode_length=20, repeats=1)
+    # A difference of two timings: its sign is the machine's business, not the test's.
+    assert found["slots"] == 4 and math.isfinite(found["us_per_step"])
