@@ -18,46 +18,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 __all__ = ["engine_cost"]
 
 
-def engine_cost(config: Path, slots: int, *, episode_length: int = 500, repeats: int = 5) -> dict[str, Any]:
-    """Microseconds per step of the engine alone for ``config``'s problem at ``slots`` slots (best of ``repeats``)."""
-    import dataclasses
+def engine_cost(config: Path, slots: int, *, calls: int = 500, repeats: int = 5) -> dict[str, Any]:
+    """Microseconds per step of the engine alone for ``config``'s problem at ``slots`` slots (best of ``repeats``).
 
+    It is timed as the automatic ``rollout_batch_size`` times it (``GymNE._engine_timer``), over
+    ``calls`` lockstep iterations of ``slots`` steps each.
+    """
     from hpcne.config import RunConfig, load_toml
     from hpcne.neuroevolution.gymne import _FreeEnv
-    from hpcne.neuroevolution.rollout import run_lockstep
     from hpcne.run import build_problem
 
     problem = build_problem(RunConfig.from_dict(load_toml(config)))
-    envs = [_FreeEnv(problem._obs_space, problem._act_space) for _ in range(slots)]
-    settings = dataclasses.replace(problem._settings(), num_episodes=1, episode_length=episode_length)
-    params = np.random.default_rng(0).normal(0.0, 0.1, (2 * slots, problem.solution_length)).astype(np.float32)
-    n = problem._obs_length
-    normalizing = problem.observation_normalization
-    mean, stdev = (np.zeros(n), np.ones(n)) if normalizing else (None, None)
-    policy = problem._batched_policy(slots)
-
-    def engine() -> float:
-        started = time.perf_counter()
-        result = run_lockstep(
-            policy,
-            envs,
-            params,
-            settings,
-            episode_seed=lambda s, e: s,
-            obs_mean=mean,
-            obs_stdev=stdev,
-            collect_stats=normalizing,
-        )
-        return (time.perf_counter() - started) / result.interactions
-
-    engine()  # the first call allocates what the others reuse
-    per_step = min(engine() for _ in range(repeats))
-    env, action = envs[0], problem._act_space.sample()
+    engine = problem._engine_timer(slots, calls)
+    per_step = min(engine() for _ in range(repeats)) / slots
+    env = _FreeEnv(problem._obs_space, problem._act_space)
+    action = problem._act_space.sample()
     started = time.perf_counter()
     for _ in range(100_000):
         env.step(action)

@@ -561,25 +561,44 @@ class GymNE(NEProblem):
     def _time_engine_and_step(self, repeats: int = 5, calls: int = 16) -> tuple[float, float]:
         """Seconds per one-slot engine iteration and per env step (best of ``repeats`` runs of ``calls``).
 
-        The engine runs this problem's policy, normalization and statistics around an environment
-        with its spaces whose steps cost nothing. The steps take a fixed action in a slot
+        The engine is timed by :meth:`_engine_timer`. The steps take a fixed action in a slot
         environment; every rollout resets it with its own seed, so this changes no result.
         """
         env = self._envs(1)[0]
-        policy = make_batched_policy(self.network, 1, kind=self._policy_backend, obs_length=self._obs_length)
-        free = [_FreeEnv(self._obs_space, self._act_space)]
-        params = np.zeros((1, self.solution_length), self.wire_dtype)
-        settings = dataclasses.replace(self._settings(), num_episodes=1, episode_length=calls, action_noise_stdev=None)
-        normalizing = self._observation_normalization
-        mean, stdev = (np.zeros(self._obs_length), np.ones(self._obs_length)) if normalizing else (None, None)
+        engine = self._engine_timer(1, calls)
         space = self._act_space
         if isinstance(space, gym.spaces.Box):
             action: Any = np.clip(np.zeros(space.shape, space.dtype), space.low, space.high)
         else:
             action = space.start
         env.reset(seed=0)
+        step_time = engine_time = math.inf
+        for _ in range(repeats):
+            started = time.perf_counter()
+            for _ in range(calls):
+                _, _, terminated, truncated, _ = env.step(action)
+                if terminated or truncated:
+                    env.reset()
+            step_time = min(step_time, (time.perf_counter() - started) / calls)
+            engine_time = min(engine_time, engine())
+        return engine_time, step_time
 
-        def engine() -> None:
+    def _engine_timer(self, slots: int, calls: int) -> Callable[[], float]:
+        """A function that times ``calls`` lockstep iterations of the engine at ``slots`` slots, per iteration.
+
+        The engine runs this problem's policy, normalization and statistics around environments
+        with its spaces whose steps cost nothing (:class:`_FreeEnv`); it is run once here, to
+        allocate what the timed runs reuse.
+        """
+        policy = make_batched_policy(self.network, slots, kind=self._policy_backend, obs_length=self._obs_length)
+        free = [_FreeEnv(self._obs_space, self._act_space) for _ in range(slots)]
+        params = np.zeros((slots, self.solution_length), self.wire_dtype)
+        settings = dataclasses.replace(self._settings(), num_episodes=1, episode_length=calls, action_noise_stdev=None)
+        normalizing = self._observation_normalization
+        mean, stdev = (np.zeros(self._obs_length), np.ones(self._obs_length)) if normalizing else (None, None)
+
+        def engine() -> float:
+            started = time.perf_counter()
             run_lockstep(
                 policy,
                 free,
@@ -590,20 +609,10 @@ class GymNE(NEProblem):
                 obs_stdev=stdev,
                 collect_stats=normalizing,
             )
+            return (time.perf_counter() - started) / calls
 
-        engine()  # the first call allocates what the others reuse
-        step_time = engine_time = math.inf
-        for _ in range(repeats):
-            started = time.perf_counter()
-            for _ in range(calls):
-                _, _, terminated, truncated, _ = env.step(action)
-                if terminated or truncated:
-                    env.reset()
-            step_time = min(step_time, (time.perf_counter() - started) / calls)
-            started = time.perf_counter()
-            engine()
-            engine_time = min(engine_time, (time.perf_counter() - started) / calls)
-        return engine_time, step_time
+        engine()
+        return engine
 
     def _sync_buffer(self) -> np.ndarray:
         return self._obs_stats.pack() if self._obs_stats is not None else np.empty(0)
