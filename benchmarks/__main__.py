@@ -9,7 +9,8 @@ Measures:
     parallel     parallel efficiency of each layout and the MPI coordinator's overhead (parallel --help)
     scaling      steps/s, efficiency and time split over 1-4 MPI ranks, then the HalfCheetah example on
                  N ranks and an N-worker pool against N bare loops at once
-    examples     only the example-config rows (choose configs and layouts)
+    examples     only the example-config rows (choose configs and layouts), against the random-action
+                 ceiling and the replay ceiling (the run's own env calls replayed bare)
     evotorch     steps/s and s/generation, hpcne vs EvoTorch 0.6.1 (1 and 2 workers)
     solve        time and interactions to a target return, hpcne vs EvoTorch
     comm         bytes per generation and rank over MPI, measured, and a model to 1,000 ranks
@@ -19,6 +20,10 @@ Measures:
 
 Each writes ``.bench/results/MEASURE.csv`` (``--out`` to change) and the same Markdown it prints
 to ``.bench/results/MEASURE.md``. ``--quick`` is a smoke run (10-50 s per measure).
+
+Tools for one run, each printing JSON lines: ``python -m benchmarks.replay record|replay|alternate``
+(a run's env calls, logged and replayed bare) and ``python -m benchmarks.engine CONFIG`` (hpcne's
+own cost per step).
 """
 
 from __future__ import annotations
