@@ -39,7 +39,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ONE_THREAD, ROOT, LoadTracker, markdown_table, median, mpiexec, shown, write_csv
+from benchmarks.common import (
+    ONE_THREAD,
+    ROOT,
+    LoadTracker,
+    markdown_table,
+    median,
+    mpiexec,
+    run_json,
+    shown,
+    write_csv,
+)
 
 __all__ = ["EXAMPLES", "PHASES", "examples", "parse_layout"]
 
@@ -136,10 +146,7 @@ def record(example: str, generations: int, out: Path) -> None:
     """Log the env calls of ``hpcne train examples/EXAMPLE.toml`` over ``generations`` (benchmarks.replay)."""
     config = ROOT / "examples" / f"{example}.toml"
     command = [sys.executable, "-m", "benchmarks.replay", "record", str(config), str(generations), str(out)]
-    env = {**os.environ, **ONE_THREAD}
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    run_json(command, timeout=3600)
 
 
 def train_command(example: str, layout: str, processes: int, generations: int, run_dir: Path) -> list[str]:

@@ -45,7 +45,6 @@ def record(config: Path, generations: int, out: Path) -> dict[str, Any]:
         The number of calls logged and of training interactions.
     """
     import hpcne.neuroevolution.gymne as gymne
-    from hpcne import cli
     from hpcne.run import CENTER_ROUND_BASE
 
     rounds: list[int] = []
@@ -87,7 +86,7 @@ def record(config: Path, generations: int, out: Path) -> dict[str, Any]:
             sums.append(float(np.sum(result[0])))
             return result
 
-    original_evaluate, original_lockstep = gymne.GymNE._evaluate_local, gymne.run_lockstep
+    original_evaluate, original_lockstep = gymne.GymNE._evaluate_local, gymne.run_lockstep  # what _train swaps
 
     def evaluate(self: Any, values: np.ndarray, first_index: int, eval_round: int) -> Any:
         centre = eval_round >= CENTER_ROUND_BASE  # generation g's centre: after training round g - 1
@@ -102,15 +101,7 @@ def record(config: Path, generations: int, out: Path) -> dict[str, Any]:
             envs = [Recorder(env, slot) for slot, env in enumerate(envs)]
         return original_lockstep(policy, envs, *args, **kwargs)
 
-    gymne.GymNE._evaluate_local, gymne.run_lockstep = evaluate, lockstep
-    try:
-        with tempfile.TemporaryDirectory(prefix="hpcne-record-") as run_dir:
-            options = ["--generations", str(generations), "--run-dir", run_dir, "--workers", "1"]
-            status = cli.run(["train", str(config), *options, "--target-reward", "1e30"])
-    finally:
-        gymne.GymNE._evaluate_local, gymne.run_lockstep = original_evaluate, original_lockstep
-    if status != 0:
-        raise RuntimeError(f"hpcne train {config} exited with status {status}.")
+    _train(config, generations, evaluate, lockstep)
     env_id, env_config = _config_env(config)
     steps = [a for a in actions if a is not None]
     width = int(np.prod(steps[0].shape)) if steps else 0
@@ -133,6 +124,24 @@ def record(config: Path, generations: int, out: Path) -> dict[str, Any]:
         env_config=np.asarray(json.dumps(env_config)),
     )
     return {"calls": len(actions), "steps": int(sum(a is not None and t for a, t in zip(actions, training)))}
+
+
+def _train(config: Path, generations: int, evaluate: Callable[..., Any], lockstep: Callable[..., Any]) -> None:
+    """``hpcne train config`` for ``generations`` here (one worker, no early stop), with
+    ``GymNE._evaluate_local`` and the engine that GymNE calls replaced by ``evaluate`` and ``lockstep``."""
+    import hpcne.neuroevolution.gymne as gymne
+    from hpcne import cli
+
+    saved = gymne.GymNE._evaluate_local, gymne.run_lockstep
+    gymne.GymNE._evaluate_local, gymne.run_lockstep = evaluate, lockstep
+    try:
+        with tempfile.TemporaryDirectory(prefix="hpcne-replay-") as run_dir:
+            options = ["--generations", str(generations), "--run-dir", run_dir, "--workers", "1"]
+            status = cli.run(["train", str(config), *options, "--target-reward", "1e30"])
+    finally:
+        gymne.GymNE._evaluate_local, gymne.run_lockstep = saved
+    if status != 0:
+        raise RuntimeError(f"hpcne train {config} exited with status {status}.")
 
 
 def _config_env(config: Path) -> tuple[str, dict[str, Any]]:
@@ -231,7 +240,6 @@ def alternate(config: Path, generations: int, path: Path, *, first_round: int = 
         totals' ratio, and whether every replayed call gave what it logged.
     """
     import hpcne.neuroevolution.gymne as gymne
-    from hpcne import cli
 
     replayer = Replayer(path)
     rows: list[dict[str, Any]] = []
@@ -252,15 +260,7 @@ def alternate(config: Path, generations: int, path: Path, *, first_round: int = 
             rows.append({"round": eval_round, "steps": replayer.steps(indices), "hpcne_s": seconds, "replay_s": wall})
         return result
 
-    gymne.GymNE._evaluate_local = evaluate
-    try:
-        with tempfile.TemporaryDirectory(prefix="hpcne-alternate-") as run_dir:
-            options = ["--generations", str(generations), "--run-dir", run_dir, "--workers", "1"]
-            status = cli.run(["train", str(config), *options, "--target-reward", "1e30"])
-    finally:
-        gymne.GymNE._evaluate_local = original
-    if status != 0:
-        raise RuntimeError(f"hpcne train {config} exited with status {status}.")
+    _train(config, generations, evaluate, gymne.run_lockstep)
     hpcne_s, replay_s = sum(r["hpcne_s"] for r in rows), sum(r["replay_s"] for r in rows)
     ratios = [r["replay_s"] / r["hpcne_s"] for r in rows]
     return {
