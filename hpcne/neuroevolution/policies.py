@@ -158,8 +158,10 @@ class _Columns:
     element-wise numpy operations over all slots.
 
     A stacked ``matmul`` makes one tiny BLAS call per slot (~130 ns each, most of a 512-slot step
-    on CartPole); this is ``2 in_f - 1`` calls in all. The row path does the same operations, so a
-    row is the same bits whatever the number of slots.
+    on CartPole); this is one multiply for all the products and ``in_f - 1`` additions in order
+    (2.8 µs at 5 slots, 3.8 µs at 50 on CartPole's first layer, against 5.8 and 6.9 µs for a
+    multiply and an addition per column). The row path does the same operations element by
+    element, so a row is the same bits whatever the number of slots.
     """
 
     def __init__(self, slots: int, out_f: int, in_f: int, bias: bool) -> None:
@@ -167,6 +169,7 @@ class _Columns:
         self.bias = np.zeros((slots, out_f), np.float32) if bias else None
         self.out = np.zeros((slots, out_f), np.float32)
         self._tmp = np.zeros((slots, out_f), np.float32)
+        self._products = np.zeros((in_f, slots, out_f), np.float32)  # products[k, slot] = weight[:, k] * h[slot, k]
 
     def load(self, slot: int, weight: np.ndarray, bias: np.ndarray | None) -> None:
         """Put one slot's ``(out, in)`` weight and its bias."""
@@ -176,11 +179,14 @@ class _Columns:
 
     def __call__(self, h: np.ndarray) -> np.ndarray:
         """All rows of ``h`` ``(slots, in)``."""
-        out, tmp, cols = self.out, self._tmp, self.cols
-        np.multiply(cols[0], h[:, 0:1], out=out)
-        for k in range(1, len(cols)):
-            np.multiply(cols[k], h[:, k : k + 1], out=tmp)
-            np.add(out, tmp, out=out)
+        out, products = self.out, self._products
+        np.multiply(self.cols, h.T[:, :, None], out=products)
+        if len(products) == 1:
+            np.copyto(out, products[0])
+        else:  # added in order, as the row path does (a reduction may pair them otherwise)
+            np.add(products[0], products[1], out=out)
+            for k in range(2, len(products)):
+                np.add(out, products[k], out=out)
         if self.bias is not None:
             np.add(out, self.bias, out=out)
         return out
