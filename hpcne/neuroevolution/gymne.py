@@ -30,7 +30,7 @@ __all__ = ["GymNE"]
 
 EnvSpec = str | Callable[..., gym.Env]
 _NOISE_KEY = 1  # extra key that separates action-noise streams from reset seeds
-AUTO_ROLLOUT_BATCH = 32  # the most slots the automatic choice takes
+AUTO_ROLLOUT_BATCH = 128  # the most slots the automatic choice takes (cheap steps such as CartPole's reach it)
 ENGINE_SHARE = 0.03  # the automatic choice keeps the engine's cost per lockstep step under this share of the env steps
 
 
@@ -53,6 +53,18 @@ def choose_slots(engine_seconds: float, step_seconds: float, most: int = AUTO_RO
     while slots < most and engine_seconds > ENGINE_SHARE * step_seconds * slots:
         slots *= 2
     return min(slots, most)
+
+
+def even_slots(jobs: int, most: int) -> int:
+    """The fewest slots, at most ``most``, that run ``jobs`` in as few waves as ``most`` slots do.
+
+    With ``most`` slots a round runs ``ceil(jobs / most)`` waves of episodes, and the last one
+    is short: 50 jobs on 32 slots are a wave of 32 and one of 18. 25 slots run the same two waves
+    full, with fewer environments; with 64 slots or more the 50 jobs run as one wave, and every
+    lockstep iteration serves twice the steps on average.
+    """
+    waves = -(-jobs // most)
+    return -(-jobs // waves)
 
 
 def _env_label(env: EnvSpec) -> str:
@@ -168,8 +180,8 @@ class GymNE(NEProblem):
             seed: Run seed; reset seeds and action noise derive from it.
             device: Device of the policy networks.
             rollout_batch_size: Environments stepped side by side per worker (1 = one solution
-                at a time; None = automatic: up to 32, fewer for costly steps such as MuJoCo's, see
-                `choose_slots`). Results do not depend on it (bit for bit
+                at a time; None = automatic: up to 128, fewer for costly steps such as MuJoCo's,
+                see `choose_slots` and `even_slots`). Results do not depend on it (bit for bit
                 with the ``"numpy"`` and ``"loop"`` policy backends, which ``"auto"`` picks on the CPU).
             policy_backend: How a worker computes the actions of its ``rollout_batch_size``
                 policies at each step: ``"numpy"`` (Linear/activation networks, numpy on the
@@ -391,7 +403,7 @@ class GymNE(NEProblem):
         if type(self)._evaluate_network is not GymNE._evaluate_network:
             return self._evaluate_with_modules(values, first_index, eval_round)
         n_jobs = values.shape[0] * self._num_episodes
-        slots = min(n_jobs, self._rollout_batch_size or self._measure_auto_slots())
+        slots = min(n_jobs, self._rollout_batch_size) if self._rollout_batch_size else self._auto_slots_for(n_jobs)
         envs = self._envs(slots)  # before _slot_settings, which needs their time limit
         with timing.rollouts(eval_round):
             result = run_lockstep(
@@ -557,6 +569,10 @@ class GymNE(NEProblem):
                 return AUTO_ROLLOUT_BATCH
             self._auto_slots = choose_slots(engine_time, step_time)
         return self._auto_slots
+
+    def _auto_slots_for(self, jobs: int) -> int:
+        """The automatic number of slots for a call of ``jobs`` jobs: the measured choice, in even waves."""
+        return even_slots(jobs, self._measure_auto_slots())
 
     def _time_engine_and_step(self, repeats: int = 5, calls: int = 16) -> tuple[float, float]:
         """Seconds per one-slot engine iteration and per env step (best of ``repeats`` runs of ``calls``).

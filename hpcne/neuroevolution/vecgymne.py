@@ -135,7 +135,7 @@ class VecGymNE(GymNE):
             env_config: Keyword arguments for the environment (or the functions).
             max_num_envs: Sub-environments per process. With per-job resets (sync vector envs)
                 results do not depend on it: fewer are made when a process has fewer episodes to
-                run, and None (default) takes GymNE's automatic ``rollout_batch_size`` (up to 32,
+                run, and None (default) takes GymNE's automatic ``rollout_batch_size`` (up to 128,
                 fewer for costly steps such as MuJoCo's). With a vector env that autoresets by
                 itself (a vector entry point such as CartPole-v1's) every process makes exactly
                 this many (None: 64), and the episodes' starting states depend on it
@@ -241,7 +241,7 @@ class VecGymNE(GymNE):
         depend on it, so a piece of the population must meet the same size on every worker.
         """
         if self._per_job_resets:  # the size changes no result: GymNE's automatic choice, measured here
-            size = min(self._max_num_envs or self._measure_auto_slots(), num_jobs)
+            size = min(self._max_num_envs, num_jobs) if self._max_num_envs else self._auto_slots_for(num_jobs)
         else:
             size = self._max_num_envs or DEFAULT_NUM_ENVS
         if self._venv is None or self._venv.num_envs < size:

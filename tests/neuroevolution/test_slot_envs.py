@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hpcne.neuroevolution import GymNE
-from hpcne.neuroevolution.gymne import ENGINE_SHARE, choose_slots, unwrap_make
+from hpcne.neuroevolution.gymne import AUTO_ROLLOUT_BATCH, ENGINE_SHARE, choose_slots, even_slots, unwrap_make
 
 
 class Passthrough(gym.Wrapper):
@@ -61,13 +61,21 @@ def test_fitnesses_equal_those_of_the_wrapped_environment(env_id: str, episode_l
 
 @pytest.mark.parametrize(
     ("engine_us", "step_us", "slots"),
-    [(8.0, 8.0, 32), (8.0, 60.0, 8), (5.0, 60.0, 4), (6.0, 250.0, 1), (1000.0, 5.0, 32), (0.1, 8.0, 1)],
+    [
+        (8.0, 8.0, 64),
+        (12.0, 4.6, 128),
+        (8.0, 60.0, 8),
+        (5.0, 60.0, 4),
+        (6.0, 250.0, 1),
+        (1000.0, 5.0, 128),
+        (0.1, 8.0, 1),
+    ],
 )
 def test_the_automatic_batch_size_makes_the_engine_a_small_share_of_the_steps(
     engine_us: float, step_us: float, slots: int
 ) -> None:
     assert choose_slots(engine_us * 1e-6, step_us * 1e-6) == slots
-    if slots < 32:
+    if slots < AUTO_ROLLOUT_BATCH:
         assert engine_us / slots <= ENGINE_SHARE * step_us < engine_us / max(slots // 2, 1) or slots == 1
 
 
@@ -78,6 +86,17 @@ def test_the_automatic_batch_size_is_measured_once_and_changes_no_result() -> No
     values = torch.randn(10, auto.solution_length, generator=torch.Generator().manual_seed(1))
     np.testing.assert_array_equal(auto.evaluate_values(values), fixed.evaluate_values(values))
     chosen = auto._auto_slots
-    assert chosen is not None and 1 <= chosen <= 32 and chosen & (chosen - 1) == 0
+    assert chosen is not None and 1 <= chosen <= AUTO_ROLLOUT_BATCH and chosen & (chosen - 1) == 0
     np.testing.assert_array_equal(auto.evaluate_values(values), fixed.evaluate_values(values))
     assert auto._auto_slots == chosen
+    assert len(auto._slot_envs) == even_slots(10, chosen)  # a call's slots, in even waves
+
+
+@pytest.mark.parametrize(
+    ("jobs", "most", "slots"), [(50, 32, 25), (50, 128, 50), (200, 128, 100), (5, 128, 5), (200, 16, 16), (7, 1, 1)]
+)
+def test_even_slots_keep_the_waves_and_take_the_fewest_slots(jobs: int, most: int, slots: int) -> None:
+    assert even_slots(jobs, most) == slots
+    waves = -(-jobs // most)
+    assert -(-jobs // slots) == waves  # as few waves as with ``most`` slots ...
+    assert slots == 1 or -(-jobs // (slots - 1)) > waves  # ... and one slot fewer would need another

@@ -24,6 +24,7 @@ from ne_envs import GYM_CONFIGS as CONFIGS
 
 from hpcne.algorithms import PGPE
 from hpcne.neuroevolution import GymNE, VecGymNE
+from hpcne.neuroevolution.gymne import AUTO_ROLLOUT_BATCH, even_slots
 from hpcne.neuroevolution.vecgymne import DEFAULT_NUM_ENVS, SlotVectorEnv, make_vector_env
 from hpcne.parallel import WorkerError
 
@@ -187,7 +188,8 @@ def test_the_vector_env_follows_its_kind() -> None:
     problem._evaluate_local(population(problem.solution_length, 3), 0, 0)
     assert problem._venv.num_envs == 3  # per-job resets: no more sub-environments than episodes
     problem._evaluate_local(population(problem.solution_length, 40), 0, 0)
-    assert problem._venv.num_envs == problem._auto_slots <= 32  # GymNE's automatic choice
+    assert problem._venv.num_envs == even_slots(40, problem._auto_slots)  # GymNE's automatic choice
+    assert problem._auto_slots <= AUTO_ROLLOUT_BATCH
     waves = VecGymNE("CartPole-v1", "Linear(obs_length, act_length)")
     waves._evaluate_local(population(waves.solution_length, 3), 0, 0)
     assert waves._venv.num_envs == DEFAULT_NUM_ENVS  # the wave grid's size, whatever the piece
