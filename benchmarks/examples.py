@@ -12,7 +12,10 @@ Random actions are not what a policy does, and a MuJoCo step costs what its stat
 row also has a *replay ceiling*: the same run is recorded once per example (every env call of
 the rollout engine, benchmarks/replay.py), and N processes at once replay those calls in fresh
 environments with nothing else in between. What the run's time exceeds the replay's by is
-hpcne's: policy calls, normalization, the engine, communication, the update, logging.
+hpcne's: policy calls, normalization, the engine, communication, the update, logging. The
+replay also counts the centre evaluations' steps, which the run makes but does not count as
+training interactions: *all env steps ÷ ceiling* is the run's env.step throughput, both kinds
+of step, against the random-action ceiling.
 
 Steps per CPU second (the run's processes against a bare loop's) come from the CPU time of a
 run of the warm-up generations alone and of the full run: they vary far less with the load of a
@@ -127,8 +130,9 @@ def ceiling(env_id: str, processes: int, seconds: float) -> list[tuple[float, fl
     return [(float(r["steps_per_s"]), float(r["steps_per_cpu_s"])) for r in records]
 
 
-def replay_ceiling(log: Path, first_round: int, processes: int) -> list[tuple[float, float]]:
-    """Steps per second and per CPU second of each of ``processes`` replays of a run's env calls at once.
+def replay_ceiling(log: Path, first_round: int, processes: int) -> list[tuple[float, float, float]]:
+    """Steps per second and per CPU second of each of ``processes`` replays of a run's env calls at once,
+    and the run's env steps per training step (centre evaluations' steps are the rest).
 
     Raises:
         RuntimeError: A replay did not reproduce the recorded rewards and observations.
@@ -139,7 +143,7 @@ def replay_ceiling(log: Path, first_round: int, processes: int) -> list[tuple[fl
         raise RuntimeError(
             f"Replaying {log} did not reproduce the run's trajectories; its figures would not be the run's."
         )
-    return [(float(r["steps_per_s"]), float(r["steps_per_cpu_s"])) for r in records]
+    return [(float(r["steps_per_s"]), float(r["steps_per_cpu_s"]), r["all_steps"] / r["steps"]) for r in records]
 
 
 def record(example: str, generations: int, out: Path) -> None:
@@ -255,6 +259,7 @@ def measure(example: str, layout: str, processes: int, quick: bool, log: Path) -
         "replay_ceiling_steps_per_s": round(replay_rate, 1),
         "hpcne_steps_per_s": round(rate, 1),
         "ratio": round(rate / ceiling_rate, 4),
+        "all_steps_ratio": round(rate * replayed[0][2] / ceiling_rate, 4),
         "replay_ratio": round(rate / replay_rate, 4),
         "bare_steps_per_cpu_s": round(bare_cpu_rate, 1),
         "replay_steps_per_cpu_s": round(replay_cpu_rate, 1),
@@ -313,6 +318,7 @@ def _tables(rows: list[dict[str, Any]], repeats: int) -> str:
                 f"{med('replay_ceiling_steps_per_s'):,.0f}",
                 f"{med('hpcne_steps_per_s'):,.0f}",
                 f"**{med('ratio'):.2f}** ({spread('ratio')})",
+                f"{med('all_steps_ratio'):.2f}",
                 f"**{med('replay_ratio'):.2f}** ({spread('replay_ratio')})",
                 f"{med('cpu_ratio'):.2f}",
                 f"{med('replay_cpu_ratio'):.2f}",
@@ -324,7 +330,8 @@ def _tables(rows: list[dict[str, Any]], repeats: int) -> str:
         f"generations, medians of {repeats} run(s) (range in brackets); ceiling = the summed steps/s of as many "
         "bare `env.step` loops with random actions at once, measured just before and after; replay ceiling = as "
         "many processes at once each replaying the run's own env calls (its training steps over the time of its "
-        "calls, centre evaluations' included)\n\n"
+        "calls, centre evaluations' included); all env steps = hpcne's training steps and its centre evaluations' "
+        "steps per second (their count from the replay)\n\n"
         + markdown_table(
             [
                 "config",
@@ -334,6 +341,7 @@ def _tables(rows: list[dict[str, Any]], repeats: int) -> str:
                 "replay ceiling (steps/s)",
                 "hpcne steps/s",
                 "hpcne ÷ ceiling",
+                "all env steps ÷ ceiling",
                 "hpcne ÷ replay ceiling",
                 "per CPU s: hpcne ÷ bare",
                 "per CPU s: hpcne ÷ replay",

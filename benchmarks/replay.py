@@ -204,8 +204,9 @@ def replay(path: Path, *, first_round: int = 0, order: str = "run") -> dict[str,
             after another's).
 
     Returns:
-        Steps per second and per CPU second of the timed part, its step count, and whether every
-        reward and observation sum equals the logged one (the trajectories are the run's).
+        Steps per second and per CPU second of the timed part, its training steps and all its
+        steps (centre evaluations' included), and whether every reward and observation sum equals
+        the logged one (the trajectories are the run's).
     """
     if order not in ("run", "by-slot"):
         raise ValueError(f"order is 'run' or 'by-slot'; got {order!r}")
@@ -220,6 +221,7 @@ def replay(path: Path, *, first_round: int = 0, order: str = "run") -> dict[str,
     return {
         "env": replayer.env_id,
         "steps": steps,
+        "all_steps": int(replayer.is_step[timed].sum()),
         "steps_per_s": steps / wall,
         "steps_per_cpu_s": steps / cpu,
         "same_trajectories": same,

@@ -36,6 +36,7 @@ def test_a_replay_reproduces_the_recorded_run_and_counts_its_training_steps(tmp_
         result = replay(log, first_round=1, order=order)
         assert result["same_trajectories"], order
         assert result["steps"] == int((is_step & training & (rounds >= 1)).sum()) > 0
+        assert result["all_steps"] == int((is_step & (rounds >= 1)).sum()) > result["steps"]  # centre steps too
         assert result["steps_per_s"] > 0
 
 
