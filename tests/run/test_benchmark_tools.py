@@ -61,6 +61,9 @@ def test_alternating_runs_and_replays_each_round_of_the_same_run(tmp_path: Path)
     rounds = np.load(log)["round"]
     assert [row["steps"] for row in found["rounds"]] == [int((training & (rounds == r)).sum()) for r in (1, 2)]
     assert all(row["hpcne_s"] > 0 and row["replay_s"] > 0 for row in found["rounds"])
+    # The whole run: generation 1 (round 1) replayed whole, its centre evaluation's calls too, before round 2.
+    assert (found["run_rounds"], found["run_steps"]) == (1, int((training & (rounds == 1)).sum()))
+    assert found["run_replay_over_hpcne"] > 0
 
 
 def test_the_engine_cost_runs_on_the_example_problem() -> None:
