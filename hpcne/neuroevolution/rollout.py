@@ -188,17 +188,17 @@ def run_lockstep(
         else:
             raw[rows] = observations
 
-    def accumulate(rows: list[int]) -> None:
-        """Add the current raw observations of ``rows`` to their jobs' statistics."""
-        if len(rows) == slots:
-            pair, acc = step_stats, slot_stats
-            np.copyto(pair[:, 0], raw[:slots])
-            np.multiply(pair[:, 0], pair[:, 0], out=pair[:, 1])
-            np.add(acc, pair, out=acc)
-        else:
-            obs = raw[rows].astype(np.float64)
-            slot_stats[rows, 0] += obs
-            slot_stats[rows, 1] += obs * obs
+    def accumulate() -> None:
+        """Add the current raw observations of the busy slots to their jobs' statistics.
+
+        Every slot is added, in three calls: a slot that is not busy has no job left in this call
+        (it is never started again), so its sums are never read, and adding all slots costs less
+        than picking the busy rows out (3.3 µs against 8.1 µs for 8 of 50 CartPole slots).
+        """
+        pair, acc = step_stats, slot_stats
+        np.copyto(pair[:, 0], raw[:slots])
+        np.multiply(pair[:, 0], pair[:, 0], out=pair[:, 1])
+        np.add(acc, pair, out=acc)
 
     def finish_stats(slot: int, job: int, observation: np.ndarray) -> None:
         """Add an episode's final observation to its slot's sums and hand them to its job."""
@@ -240,7 +240,7 @@ def run_lockstep(
         s = -1
         store(busy, first)
         if collect_stats:
-            accumulate(busy)
+            accumulate()
         nz = np.zeros((policy.slots, 1)) if use_noise else None
         single = policy.slots == 1
         while busy:
@@ -304,7 +304,7 @@ def run_lockstep(
             if busy:
                 store(busy, observations)
                 if collect_stats:
-                    accumulate(busy)
+                    accumulate()
     except BaseException as err:  # SystemExit and KeyboardInterrupt from an environment too
         slot = getattr(err, "hpcne_slot", s)
         if slot >= 0:
