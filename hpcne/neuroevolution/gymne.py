@@ -403,7 +403,7 @@ class GymNE(NEProblem):
         if type(self)._evaluate_network is not GymNE._evaluate_network:
             return self._evaluate_with_modules(values, first_index, eval_round)
         n_jobs = values.shape[0] * self._num_episodes
-        slots = min(n_jobs, self._rollout_batch_size) if self._rollout_batch_size else self._auto_slots_for(n_jobs)
+        slots = self._slots_for(n_jobs, self._rollout_batch_size)
         envs = self._envs(slots)  # before _slot_settings, which needs their time limit
         with timing.rollouts(eval_round):
             result = run_lockstep(
@@ -570,9 +570,9 @@ class GymNE(NEProblem):
             self._auto_slots = choose_slots(engine_time, step_time)
         return self._auto_slots
 
-    def _auto_slots_for(self, jobs: int) -> int:
-        """The automatic number of slots for a call of ``jobs`` jobs: the measured choice, in even waves."""
-        return even_slots(jobs, self._measure_auto_slots())
+    def _slots_for(self, jobs: int, fixed: int | None) -> int:
+        """The slots for a call of ``jobs`` jobs: at most ``fixed``, or (None) the measured choice in even waves."""
+        return min(jobs, fixed) if fixed else even_slots(jobs, self._measure_auto_slots())
 
     def _time_engine_and_step(self, repeats: int = 5, calls: int = 16) -> tuple[float, float]:
         """Seconds per one-slot engine iteration and per env step (best of ``repeats`` runs of ``calls``).

@@ -241,7 +241,7 @@ class VecGymNE(GymNE):
         depend on it, so a piece of the population must meet the same size on every worker.
         """
         if self._per_job_resets:  # the size changes no result: GymNE's automatic choice, measured here
-            size = min(self._max_num_envs, num_jobs) if self._max_num_envs else self._auto_slots_for(num_jobs)
+            size = self._slots_for(num_jobs, self._max_num_envs)
         else:
             size = self._max_num_envs or DEFAULT_NUM_ENVS
         if self._venv is None or self._venv.num_envs < size:
