@@ -138,8 +138,13 @@ def run_lockstep(
     forward = policy.__call__
     job_of = [-1] * slots
     loaded = [-1] * slots
-    t_of = [0] * slots
+    # A slot's step count is the lockstep iteration less ``begun[slot]``, the iteration after which its job
+    # started; ``end_at[slot]`` is the iteration of its last step under ``episode_length`` (-1: none).
+    it = 0
+    begun = [0] * slots
+    end_at = [-1] * slots
     ret = [0.0] * slots
+    latest: list[np.ndarray] = [raw[0]] * slots  # each slot's latest flat raw observation (an idle slot's: its last)
     use_noise = noise_rng is not None and bool(settings.action_noise_stdev)
     noise: list[np.random.Generator | None] = [None] * slots
     noise_stdev = settings.action_noise_stdev
@@ -149,16 +154,21 @@ def run_lockstep(
     dec = settings.decrease_rewards_by
     bonus = settings.alive_bonus if settings.alive_bonus_schedule is not None else None
     limit = settings.episode_length
+    shaped = bool(dec) or bonus is not None
     discrete = settings.discrete
     act_start = settings.act_start
     low, high = settings.act_low, settings.act_high
     act_shape = settings.act_shape
     act_dtype = settings.act_dtype
     add_reduce = np.add.reduce
+    head = raw[:slots].reshape(-1)  # a view: the slots' rows, flat
+    # Observations are copied into ``raw`` as joined bytes while the space and every episode's first
+    # observation are float32 (an array of another size or layout is caught by its length).
+    joinable = envs[0].observation_space.dtype == np.float32
 
     def start(slot: int) -> np.ndarray | None:
         """Give ``slot`` the next job (reset its env and policy); its first observation, None when none is left."""
-        nonlocal next_job
+        nonlocal next_job, joinable
         if next_job >= num_jobs:
             job_of[slot] = -1
             return None
@@ -170,23 +180,37 @@ def run_lockstep(
             policy.load(slot, params[sol])
             loaded[slot] = sol
         policy.reset(slot)
-        t_of[slot] = 0
+        begun[slot] = it
+        end_at[slot] = -1 if limit is None else it + limit
         ret[slot] = 0.0
         if collect_stats:
             slot_stats[slot] = 0.0
         noise[slot] = noise_rng(sol, ep) if use_noise else None  # type: ignore[misc]
         beat()
         obs, _ = envs[slot].reset(seed=episode_seed(sol, ep))
+        if joinable and getattr(obs, "dtype", None) != np.float32:  # not the space's: numpy converts them
+            joinable = False
         return obs if flat_obs else np.reshape(obs, -1)
 
-    def store(rows: list[int], observations: list[np.ndarray]) -> None:
-        """Write the observations of the (ascending) slots ``rows`` into ``raw``, in one call."""
-        if len(rows) == 1:
-            raw[rows[0]] = observations[0]
-        elif len(rows) == slots:
-            raw[:slots] = observations
-        else:
-            raw[rows] = observations
+    def store(rows: list[int]) -> None:
+        """Write the latest observations of the (ascending) busy slots ``rows`` into ``raw``.
+
+        Many rows: every slot's, in one copy (an idle slot's row is never read), as joined bytes when
+        they are float32 (3 µs for 50 CartPole slots, against 9 µs for numpy's conversion of the list).
+        """
+        if len(rows) <= few_rows:
+            for r in rows:
+                raw[r] = latest[r]
+            return
+        if joinable:
+            try:
+                data = b"".join(latest)
+            except (TypeError, BufferError):  # not an array, or not contiguous
+                data = b""
+            if len(data) == head.nbytes:
+                head[:] = np.frombuffer(data, np.float32)
+                return
+        raw[:slots] = latest
 
     def accumulate() -> None:
         """Add the current raw observations of the busy slots to their jobs' statistics.
@@ -200,14 +224,21 @@ def run_lockstep(
         np.multiply(pair[:, 0], pair[:, 0], out=pair[:, 1])
         np.add(acc, pair, out=acc)
 
-    def finish_stats(slot: int, job: int, observation: np.ndarray) -> None:
-        """Add an episode's final observation to its slot's sums and hand them to its job."""
+    def finish_stats(slot: int, job: int, observation: np.ndarray, t: int) -> None:
+        """Add an episode's final observation (after step ``t``) to its slot's sums and hand them to its job."""
         obs = np.asarray(observation, np.float32).reshape(-1).astype(np.float64)
         acc = slot_stats[slot]
         acc[0] += obs
         acc[1] += obs * obs
         job_stats[job] = acc
-        job_count[job] = t_of[slot] + 1  # the first observation and one per step
+        job_count[job] = t + 1  # the first observation and one per step
+
+    def shape(r: float, t: int) -> float:
+        """Step ``t``'s reward less ``decrease_rewards_by``, plus the alive bonus."""
+        r -= dec
+        if bonus is not None:
+            r += bonus(t)
+        return r
 
     def normalize() -> None:
         """Normalise the raw observations into ``x`` with the frozen statistics."""
@@ -228,17 +259,18 @@ def run_lockstep(
         normalize, accumulate = timing.timed("obs-norm", normalize), timing.timed("obs-norm", accumulate)
         finish_stats = timing.timed("obs-norm", finish_stats)
 
+    few_rows = slots // 8  # up to this many busy rows are stored one by one
     s = -1  # the slot being worked on, for error reports (-1: not a single slot)
     try:
         busy: list[int] = []
-        first: list[np.ndarray] = []
         for s in range(slots):
             obs = start(s)
             if obs is not None:
                 busy.append(s)
-                first.append(obs)
+                latest[s] = obs
+        busy_steps = [steps[s] for s in busy]
         s = -1
-        store(busy, first)
+        store(busy)
         if collect_stats:
             accumulate()
         nz = np.zeros((policy.slots, 1)) if use_noise else None
@@ -257,7 +289,7 @@ def run_lockstep(
                 )
                 raise FloatingPointError(
                     f"Solution {index_offset + job_of[s] // num_eps} produced a non-finite action "
-                    f"{out[s].tolist()} at step {t_of[s]}; {culprit}."
+                    f"{out[s].tolist()} at step {it - begun[s]}; {culprit}."
                 )
             if use_noise:
                 if nz.shape != out.shape:  # type: ignore[union-attr]
@@ -277,32 +309,34 @@ def run_lockstep(
                     actions = actions.astype(act_dtype)
                 if act_shape is not None:
                     actions = actions.reshape(len(actions), *act_shape)
-            still: list[int] = []
-            observations: list[np.ndarray] = []
-            for s in busy:
-                obs, reward, terminated, truncated, _ = steps[s](actions[s])
-                t = t_of[s] + 1
-                t_of[s] = t
-                r = float(reward) - dec
-                if bonus is not None:
-                    r += bonus(t)
+            if len(busy) != len(actions):
+                actions = [actions[s] for s in busy]
+            it += 1
+            ended = False  # a slot found no job left
+            for s, step, action in zip(busy, busy_steps, actions):
+                obs, reward, terminated, truncated, _ = step(action)
+                r = float(reward)
+                if shaped:
+                    r = shape(r, it - begun[s])
                 ret[s] += r
-                if terminated or truncated or t == limit:
+                if terminated or truncated or it == end_at[s]:
                     episode_returns[job_of[s]] = ret[s]
                     if collect_stats:
-                        finish_stats(s, job_of[s], obs)
+                        finish_stats(s, job_of[s], obs, it - begun[s])
                     obs = start(s)
                     if obs is None:
+                        ended = True
                         continue
                 elif not flat_obs:
                     obs = np.reshape(obs, -1)
-                still.append(s)
-                observations.append(obs)
+                latest[s] = obs
             interactions += len(busy)
-            busy = still
+            if ended:
+                busy = [s for s in busy if job_of[s] >= 0]
+                busy_steps = [steps[s] for s in busy]
             s = -1
             if busy:
-                store(busy, observations)
+                store(busy)
                 if collect_stats:
                     accumulate()
     except BaseException as err:  # SystemExit and KeyboardInterrupt from an environment too

@@ -55,6 +55,36 @@ def test_fitness_and_statistics_do_not_depend_on_rollout_batch_size(name: str) -
             assert np.array_equal(stats, reference_stats)  # bit for bit
 
 
+class RetypedObservations(gym.ObservationWrapper):
+    """CartPole whose observations come as another array than its float32 space says, or (``float32``) as
+    the contiguous float32 arrays that the engine makes of them."""
+
+    def __init__(self, kind: str, float32: bool = False) -> None:
+        super().__init__(gym.make("CartPole-v1"))
+        self.kind, self.float32 = kind, float32
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        if self.kind == "float64":
+            observation = observation.astype(np.float64)
+        elif self.kind == "strided":  # a view that is not contiguous
+            observation = np.repeat(observation, 2)[::2]
+        else:  # another type of the same size, whose bytes are no float32's
+            observation = (observation * 1000).astype(np.int32)
+        return np.ascontiguousarray(observation, np.float32) if self.float32 else observation
+
+
+@pytest.mark.parametrize("kind", ["float64", "strided", "int32"])
+def test_observations_of_another_type_or_layout_are_converted(kind: str) -> None:
+    """The engine copies float32 observations into its batch as joined bytes; it converts any other array."""
+    config = {"network": CARTPOLE_NET, "observation_normalization": True, "num_episodes": 2}
+    values = population(GymNE(env="CartPole-v1", **config, num_actors=None), 9)
+    for size in (1, 16):  # row by row, and many busy slots at once
+        expected = evaluate_rounds({"env": lambda: RetypedObservations(kind, float32=True), **config}, values)
+        found = evaluate_rounds({"env": lambda: RetypedObservations(kind), **config}, values, rollout_batch_size=size)
+        assert found[0] == expected[0]
+        assert np.array_equal(found[1], expected[1])
+
+
 @pytest.mark.parametrize("name", ["cartpole-obsnorm-2-episodes", "pendulum-noise-obsnorm"])
 def test_fitness_does_not_depend_on_neighbours_and_follows_the_seed(name: str) -> None:
     config = CONFIGS[name]
