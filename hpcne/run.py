@@ -342,14 +342,10 @@ class Trainer:
         """Score the center policy (or another solution) here, over ``center_episodes``, without touching
         training's seeds, counters or statistics."""
         problem = self.problem
-        saved = problem._num_episodes
-        problem._num_episodes = self.config.center_episodes
-        try:
-            values = center.detach().cpu().numpy().astype(problem.wire_dtype)[None]
-            with timing.block("centre evaluation", absorb=True):
-                return float(problem._evaluate_local(values, 0, CENTER_ROUND_BASE + self.generation).fitness[0])
-        finally:
-            problem._num_episodes = saved
+        values = center.detach().cpu().numpy().astype(problem.wire_dtype)[None]
+        with timing.block("centre evaluation", absorb=True):
+            fitness = problem._evaluate_aside(values, CENTER_ROUND_BASE + self.generation, self.config.center_episodes)
+        return float(fitness[0])
 
     def _log_best(self, row: dict[str, Any]) -> None:
         if not math.isnan(self._best_logged) and row["best_eval"] <= self._best_logged:

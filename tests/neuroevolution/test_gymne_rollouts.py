@@ -12,7 +12,7 @@ from ne_envs import GYM_CONFIGS as CONFIGS
 from torch import nn
 
 from hpcne.core import STREAM_EVALUATION
-from hpcne.neuroevolution import GymNE
+from hpcne.neuroevolution import GymNE, gymne
 from hpcne.neuroevolution.net import RunningStat, reset_module_state
 from hpcne.seeding import derive_seed
 
@@ -275,3 +275,27 @@ def test_nan_action_names_the_solution(problem_class: type, rollout_batch_size: 
     with pytest.raises(FloatingPointError, match=r"Solution 2 produced a non-finite action \[.*nan") as info:
         problem.evaluate(batch)
     assert info.value.hpcne_solution_index == 2
+
+
+def test_an_evaluation_aside_changes_nothing_and_collects_no_statistics(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A centre evaluation: its fitnesses are the round's, and the problem is left as it was."""
+    problem = GymNE(env="CartPole-v1", network=CARTPOLE_NET, observation_normalization=True, num_actors=None, seed=5)
+    values = population(problem, 3)
+    run_rounds(problem, values, rounds=1)  # statistics to normalize with
+    before = problem.interaction_count, problem.episode_count, problem.get_observation_stats().pack()
+    collecting = []
+    lockstep = gymne.run_lockstep
+
+    def spy(*args: object, **kwargs: object) -> object:
+        collecting.append(kwargs["collect_stats"])
+        return lockstep(*args, **kwargs)
+
+    monkeypatch.setattr(gymne, "run_lockstep", spy)
+    aside = problem._evaluate_aside(values.numpy(), 7, num_episodes=3)
+    assert collecting == [False]
+    after = problem.interaction_count, problem.episode_count, problem.get_observation_stats().pack()
+    assert after[:2] == before[:2] and np.array_equal(after[2], before[2])
+    problem._num_episodes = 3
+    expected = problem._evaluate_local(values.numpy(), 0, 7)
+    assert collecting == [False, True] and expected.obs_delta is not None
+    assert aside.tolist() == expected.fitness.tolist()
