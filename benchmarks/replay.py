@@ -250,12 +250,18 @@ def alternate(config: Path, generations: int, path: Path, *, first_round: int = 
     ratio (``python -m benchmarks examples``) with the update, logging, checkpoints and centre
     evaluations in, measured round by round.
 
+    Each centre evaluation is also followed at once by the replay of its own calls
+    (``centre_replay_over_hpcne``): the centre's few episodes run on few slots, where the engine's
+    fixed cost per lockstep iteration weighs most.
+
     Returns:
         Per round from ``first_round`` on: training steps, hpcne's and the replay's seconds; their
         totals' ratio; the whole run's (``run_replay_over_hpcne``, ``run_steps``, ``run_rounds``);
-        and whether every replayed call gave what it logged.
+        the centre evaluations' (``centre_replay_over_hpcne``, ``centre_evaluations``); and whether
+        every replayed call gave what it logged.
     """
     import hpcne.neuroevolution.gymne as gymne
+    from hpcne.run import CENTER_ROUND_BASE
 
     replayer = Replayer(path)
     rows: list[dict[str, Any]] = []
@@ -278,8 +284,10 @@ def alternate(config: Path, generations: int, path: Path, *, first_round: int = 
         return wall
 
     def evaluate(self: Any, values: np.ndarray, first_index: int, eval_round: int) -> Any:
+        if eval_round >= CENTER_ROUND_BASE:  # generation g's centre: after training round g - 1
+            return centre(self, values, first_index, eval_round, eval_round - CENTER_ROUND_BASE - 1)
         indices = np.flatnonzero((replayer.rounds == eval_round) & replayer.training)
-        if not len(indices):  # a centre evaluation, or a round the log does not have
+        if not len(indices):  # a round the log does not have
             return original(self, values, first_index, eval_round)
         if eval_round > first_round:  # the generation before, whole: its training and centre calls
             before = np.flatnonzero(replayer.rounds == eval_round - 1)
@@ -295,8 +303,20 @@ def alternate(config: Path, generations: int, path: Path, *, first_round: int = 
             rows.append({"round": eval_round, "steps": replayer.steps(indices), "hpcne_s": seconds, "replay_s": wall})
         return result
 
+    def centre(self: Any, values: np.ndarray, first_index: int, eval_round: int, training_round: int) -> Any:
+        """A centre evaluation, then the replay of its calls (measured from ``first_round`` on)."""
+        started = time.perf_counter()
+        result = original(self, values, first_index, eval_round)
+        seconds = time.perf_counter() - started
+        indices = np.flatnonzero((replayer.rounds == training_round) & ~replayer.training)
+        if training_round >= first_round and len(indices):
+            centres.append({"hpcne_s": seconds, "replay_s": replayed(indices)})
+        return result
+
+    centres: list[dict[str, float]] = []
     _train(config, generations, evaluate, gymne.run_lockstep)
     hpcne_s, replay_s = sum(r["hpcne_s"] for r in rows), sum(r["replay_s"] for r in rows)
+    centre_s = sum(c["hpcne_s"] for c in centres)
     ratios = [r["replay_s"] / r["hpcne_s"] for r in rows]
     run_rounds = max(len(window) - 1, 0)  # the generations replayed whole: all measured ones but the last
     return {
@@ -307,6 +327,8 @@ def alternate(config: Path, generations: int, path: Path, *, first_round: int = 
         "run_replay_over_hpcne": whole["seconds"] / (window[-1] - window[0]) if run_rounds else math.nan,
         "run_steps": int(whole["steps"]),
         "run_rounds": run_rounds,
+        "centre_replay_over_hpcne": sum(c["replay_s"] for c in centres) / centre_s if centres else math.nan,
+        "centre_evaluations": len(centres),
         "same_trajectories": same,
     }
 

@@ -64,6 +64,8 @@ def test_alternating_runs_and_replays_each_round_of_the_same_run(tmp_path: Path)
     # The whole run: generation 1 (round 1) replayed whole, its centre evaluation's calls too, before round 2.
     assert (found["run_rounds"], found["run_steps"]) == (1, int((training & (rounds == 1)).sum()))
     assert found["run_replay_over_hpcne"] > 0
+    # The example scores its centre every generation: those of generations 2 and 3 (after rounds 1 and 2).
+    assert found["centre_evaluations"] == 2 and found["centre_replay_over_hpcne"] > 0
 
 
 def test_the_engine_cost_runs_on_the_example_problem() -> None:
