@@ -32,7 +32,7 @@ run() {
 }
 
 echo "== serial tests"
-run python -m pytest -q -p no:cacheprovider tests
+run python -m pytest -q -p no:cacheprovider --durations=15 tests
 for n in 2 3; do
   echo "== MPI tests on $n ranks"
   run mpiexec -n "$n" python -m mpi4py -m pytest -q -p no:cacheprovider --with-mpi -m mpi tests
