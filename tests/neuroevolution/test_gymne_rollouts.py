@@ -78,8 +78,8 @@ def test_observations_of_another_type_or_layout_are_converted(kind: str) -> None
     """The engine copies float32 observations into its batch as joined bytes; it converts any other array."""
     config = {"network": CARTPOLE_NET, "observation_normalization": True, "num_episodes": 2}
     values = population(GymNE(env="CartPole-v1", **config, num_actors=None), 9)
+    expected = evaluate_rounds({"env": lambda: RetypedObservations(kind, float32=True), **config}, values)
     for size in (1, 16):  # row by row, and many busy slots at once
-        expected = evaluate_rounds({"env": lambda: RetypedObservations(kind, float32=True), **config}, values)
         found = evaluate_rounds({"env": lambda: RetypedObservations(kind), **config}, values, rollout_batch_size=size)
         assert found[0] == expected[0]
         assert np.array_equal(found[1], expected[1])
