@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import h5py
-import pandas as pd
 import torch
 
 from hpcne.algorithms.base import check_int
@@ -18,6 +17,8 @@ from hpcne.core import Solution
 from hpcne.io.tree import read_tree, write_tree
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from hpcne.algorithms.base import SearchAlgorithm
 
 __all__ = [  # noqa: F822 (the tracker loggers come from __getattr__)
@@ -168,6 +169,8 @@ class PandasLogger(ScalarLogger):
         Args:
             index: The column to use as the index, or None for a plain range index.
         """
+        import pandas as pd  # here: a training run that logs no DataFrame does not load pandas
+
         frame = pd.DataFrame(self._rows)
         return frame if index is None or frame.empty else frame.set_index(index)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -130,3 +132,15 @@ def test_mean_interval_uses_student_t() -> None:
     assert mean == 5.0 and math.isnan(std) and math.isnan(half)
     many = np.arange(100.0)
     assert mean_interval(many)[2] == pytest.approx(1.96 * many.std(ddof=1) / 10)
+
+
+def test_a_training_process_loads_neither_pandas_nor_matplotlib() -> None:
+    """The analysis functions load pandas and matplotlib on first use: a training process, a pool worker
+    or an MPI rank imports the run, the CLI and the file writers without them (about a second each)."""
+    code = (
+        "import sys, hpcne.cli, hpcne.run, hpcne.io, hpcne.logging, hpcne.parallel.worker\n"
+        "def loaded(): return ','.join(m for m in ('matplotlib', 'pandas') if m in sys.modules)\n"
+        "print(loaded()); hpcne.io.load_runs; print(loaded())"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines() == ["", "matplotlib,pandas"]
