@@ -107,6 +107,7 @@ class _TensorPiece:
         self.device = obs.device
         self.forward = getattr(policy, "forward_tensor", None)
         self.policy = policy
+        self.host: np.ndarray | None = None  # the policy's input on the host (numpy and loop backends)
         self.settings = settings
         self.mean = None if mean is None else torch.as_tensor(mean, device=self.device)
         self.std = None if std is None else torch.as_tensor(std, device=self.device)
@@ -121,8 +122,12 @@ class _TensorPiece:
         x = obs if self.mean is None else (obs - self.mean) / self.std
         if self.forward is not None:
             return self.forward(x).to(self.device)  # no-op unless the policy is on another device than the env
-        # numpy and loop backends: a host round trip (free on the CPU, where .numpy() shares memory)
-        return torch.from_numpy(self.policy(x.cpu().numpy(), busy_list)).to(self.device)
+        # numpy and loop backends: a host round trip, through one array for every step (NumpyMLP binds its calls to it)
+        host = x.cpu().numpy()
+        if self.host is None or self.host.shape != host.shape:
+            self.host = np.empty_like(host)
+        np.copyto(self.host, host)
+        return torch.from_numpy(self.policy(self.host, busy_list)).to(self.device)
 
     def actions(self, out: torch.Tensor) -> torch.Tensor:
         """The vector env's actions for the outputs, as :func:`_actions` computes them, on the device."""
@@ -299,10 +304,16 @@ def run_vector(
             stats = _JobStats(num_jobs, obs_len, None if piece is None else piece.device)
         busy = np.flatnonzero(active)
         busy_list = busy.tolist()
+        x = np.empty((n, obs_len), np.float32)  # the policy's (normalized) input
         while True:
             if piece is None:
                 obs = np.asarray(obs, np.float32).reshape(n, obs_len)
-                out = policy(obs if mean32 is None else (obs - mean32) / std32, busy_list)
+                if mean32 is None:  # one input array for every step: NumpyMLP binds its calls to it once
+                    np.copyto(x, obs)
+                else:
+                    np.subtract(obs, mean32, x)
+                    np.divide(x, std32, x)
+                out = policy(x, busy_list)
                 finite = math.isfinite(np.add.reduce(out, axis=None))
             else:
                 obs = obs.to(piece.device, torch.float32).reshape(n, obs_len)
