@@ -73,6 +73,23 @@ def test_numpy_mlp_rows_are_independent_of_slot_and_slot_count(name: str) -> Non
         assert np.allclose(row, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", NETWORKS)
+def test_numpy_mlp_follows_an_input_array_rewritten_in_place(name: str) -> None:
+    """The stacked path's calls are bound to the input array once (the engine rewrites one array at every
+    step): each call reads its current contents, and another array with the same contents gives the same bits."""
+    net = str_to_net(NETWORKS[name])
+    params, obs = random_rows(net, 8)
+    policy = make_batched_policy(net, 8)
+    for slot in range(8):
+        policy.load(slot, params[slot])
+    fresh = [policy(obs[[(k + shift) % 8 for k in range(8)]].copy()).copy() for shift in range(3)]
+    x = np.empty_like(obs)
+    for shift, expected in enumerate(fresh):
+        x[:] = obs[[(k + shift) % 8 for k in range(8)]]
+        assert np.array_equal(policy(x), expected)
+    assert np.array_equal(policy(x.copy()), fresh[-1])  # and back to another array
+
+
 def test_module_loop_for_other_networks_and_errors_name_the_slot() -> None:
     net = StatefulModule(str_to_net("RNN(3, 4) >> Linear(4, 2)"))  # as GymNE hands recurrent networks over
     policy = make_batched_policy(net, 3)
