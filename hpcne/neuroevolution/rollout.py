@@ -32,6 +32,8 @@ from hpcne.watchdog import beat
 
 __all__ = ["EpisodeSettings", "RolloutResult", "run_lockstep"]
 
+SHRINK_FROM = 8  # a batch of at least this many slots shrinks to its running episodes when half or fewer run
+
 
 @dataclass(frozen=True)
 class EpisodeSettings:
@@ -125,7 +127,6 @@ def run_lockstep(
         job_stats = np.zeros((num_jobs, 2, obs_len))
         slot_stats = np.zeros((slots, 2, obs_len))
         step_stats = np.zeros((slots, 2, obs_len))  # this step's [obs, obs**2], float64
-        obs_part, square_part = step_stats[:, 0], step_stats[:, 1]
 
     raw = np.zeros((policy.slots, obs_len), np.float32)  # the latest raw observation of each slot
     normalizing = obs_mean is not None
@@ -135,7 +136,11 @@ def run_lockstep(
         x = np.empty_like(raw)
     else:
         x = raw
-    steps = [env.step for env in envs[:slots]]
+    # A shrinkable policy (stateless, and it takes the first n slots' rows alone) lets the episodes still running
+    # move to the front slots once the jobs have run out, so that the batch shrinks as episodes end.
+    shrinking = bool(getattr(policy, "shrinkable", False))
+    slot_envs = list(envs[:slots])
+    steps = [env.step for env in slot_envs]
     forward = policy.__call__
     job_of = [-1] * slots
     loaded = [-1] * slots
@@ -162,8 +167,6 @@ def run_lockstep(
     act_shape = settings.act_shape
     act_dtype = settings.act_dtype
     add_reduce = np.add.reduce
-    raw_part = raw[:slots]
-    head = raw_part.reshape(-1)  # a view: the slots' rows, flat
     # Observations are copied into ``raw`` as joined bytes while the space and every episode's first
     # observation are float32 (an array of another size or layout is caught by its length).
     joinable = envs[0].observation_space.dtype == np.float32
@@ -189,7 +192,7 @@ def run_lockstep(
             slot_stats[slot] = 0.0
         noise[slot] = noise_rng(sol, ep) if use_noise else None  # type: ignore[misc]
         beat()
-        obs, _ = envs[slot].reset(seed=episode_seed(sol, ep))
+        obs, _ = slot_envs[slot].reset(seed=episode_seed(sol, ep))
         if joinable and getattr(obs, "dtype", None) != np.float32:  # not the space's: numpy converts them
             joinable = False
         return obs if flat_obs else np.reshape(obs, -1)
@@ -223,7 +226,7 @@ def run_lockstep(
         """
         np.copyto(obs_part, raw_part)
         np.multiply(obs_part, obs_part, square_part)
-        np.add(slot_stats, step_stats, slot_stats)
+        np.add(sums_now, step_now, sums_now)
 
     def finish_stats(slot: int, job: int, observation: np.ndarray, t: int) -> None:
         """Add an episode's final observation (after step ``t``) to its slot's sums and hand them to its job."""
@@ -243,8 +246,8 @@ def run_lockstep(
 
     def normalize() -> None:
         """Normalise the raw observations into ``x`` with the frozen statistics."""
-        np.subtract(raw, mean32, x)
-        np.divide(x, std32, x)
+        np.subtract(norm_in, mean32, policy_in)
+        np.divide(policy_in, std32, policy_in)
 
     def non_finite_slot(out: np.ndarray) -> int | None:
         """A busy slot whose policy output is NaN or infinite, if any (one cheap sum shows them all)."""
@@ -253,6 +256,50 @@ def run_lockstep(
             return None
         return next((slot for slot in busy if not np.isfinite(out[slot]).all()), None)
 
+    def narrow(n: int) -> None:
+        """Step the first ``n`` slots from now on: the buffers' views on their rows."""
+        nonlocal width, few_rows, raw_part, head, norm_in, policy_in, sums_now, step_now, obs_part, square_part
+        width, few_rows = n, n // 8  # up to ``few_rows`` busy rows are stored one by one
+        raw_part = raw[:n]
+        head = raw_part.reshape(-1)  # a view: the rows, flat
+        norm_in, policy_in = (raw_part, x[:n]) if shrinking else (raw, x)  # else every policy slot's row
+        if collect_stats:
+            sums_now, step_now = slot_stats[:n], step_stats[:n]
+            obs_part, square_part = step_now[:, 0], step_now[:, 1]
+
+    def move(src: int, dst: int) -> None:
+        """Move the running episode of slot ``src`` (its environment, solution, counters, sums) to the idle ``dst``."""
+        job = job_of[src]
+        sol = job // num_eps
+        slot_envs[dst], slot_envs[src] = slot_envs[src], slot_envs[dst]
+        steps[dst], steps[src] = steps[src], steps[dst]
+        job_of[dst], job_of[src] = job, -1
+        if loaded[dst] != sol:
+            policy.load(dst, params[sol])
+            loaded[dst] = sol
+        for per_slot in (begun, end_at, ret, latest, noise):
+            per_slot[dst] = per_slot[src]
+        if collect_stats:
+            slot_stats[dst] = slot_stats[src]
+
+    def shrink(running: list[int]) -> list[int]:
+        """Move the ``running`` slots' episodes to the front slots and step those alone; the new busy slots.
+
+        Called once no job is left and at most half of the slots are busy (short episodes that ended
+        early): each numpy call of a lockstep iteration then works on the running rows only.
+        """
+        k = len(running)
+        idle = (slot for slot in range(k) if job_of[slot] < 0)  # as many as the running slots beyond k
+        for src in running:
+            if src >= k:
+                move(src, next(idle))
+        del latest[k:]
+        narrow(k)
+        return list(range(k))
+
+    width = few_rows = 0
+    raw_part = head = norm_in = policy_in = sums_now = step_now = obs_part = square_part = raw  # set by narrow()
+    narrow(slots)
     if timing.active() is not None:  # HPCNE_PROFILE: time the phases (nothing is wrapped otherwise)
         steps = [timing.timed("env.step", step) for step in steps]
         start = timing.timed("env.reset", start)
@@ -260,7 +307,6 @@ def run_lockstep(
         normalize, accumulate = timing.timed("obs-norm", normalize), timing.timed("obs-norm", accumulate)
         finish_stats = timing.timed("obs-norm", finish_stats)
 
-    few_rows = slots // 8  # up to this many busy rows are stored one by one
     s = -1  # the slot being worked on, for error reports (-1: not a single slot)
     try:
         busy: list[int] = []
@@ -279,7 +325,7 @@ def run_lockstep(
         while busy:
             if normalizing:
                 normalize()
-            out = forward(x, busy)
+            out = forward(policy_in, busy)
             bad = non_finite_slot(out)
             if bad is not None:
                 s = bad
@@ -334,6 +380,8 @@ def run_lockstep(
             interactions += len(busy)
             if ended:
                 busy = [s for s in busy if job_of[s] >= 0]
+                if shrinking and width >= SHRINK_FROM and len(busy) <= width // 2:
+                    busy = shrink(busy)
                 busy_steps = [steps[s] for s in busy]
             s = -1
             if busy:

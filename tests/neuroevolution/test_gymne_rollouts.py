@@ -14,6 +14,7 @@ from torch import nn
 from hpcne.core import STREAM_EVALUATION
 from hpcne.neuroevolution import GymNE, gymne
 from hpcne.neuroevolution.net import RunningStat, reset_module_state
+from hpcne.neuroevolution.policies import NumpyMLP
 from hpcne.seeding import derive_seed
 
 
@@ -53,6 +54,43 @@ def test_fitness_and_statistics_do_not_depend_on_rollout_batch_size(name: str) -
         assert fitnesses == reference
         if reference_stats is not None:
             assert np.array_equal(stats, reference_stats)  # bit for bit
+
+
+SHRINKING = {
+    **{name: CONFIGS[name] for name in ("cartpole-obsnorm-2-episodes", "cartpole-reward-shaping")},
+    "cartpole-noise-obsnorm": dict(
+        env="CartPole-v1", network=CARTPOLE_NET, observation_normalization=True, action_noise_stdev=0.4
+    ),
+}
+
+
+@pytest.mark.parametrize("name", SHRINKING)
+def test_the_batch_shrinks_to_the_running_episodes_and_gives_the_same_bits(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once no job is left and at most half of the slots run, the running episodes move to the front slots
+    and the policy is called on those rows alone: the fitnesses, statistics and counts of a batch that
+    keeps every slot (a time limit, shaped rewards and action noise move with their episodes)."""
+    config = SHRINKING[name]
+    values = population(GymNE(**config, num_actors=None), 24)
+    widths: list[int] = []
+    forward = NumpyMLP.__call__
+
+    def spy(self: NumpyMLP, obs: np.ndarray, rows: object = None) -> np.ndarray:
+        widths.append(len(obs))
+        return forward(self, obs, rows)
+
+    monkeypatch.setattr(NumpyMLP, "__call__", spy)
+    shrunk = evaluate_rounds(config, values, rollout_batch_size=32)
+    slots = min(32, len(values) * config.get("num_episodes", 1))
+    assert widths[0] == slots and min(widths) < slots // 2  # it did shrink, more than once
+    assert len(set(widths)) > 2
+    monkeypatch.setattr(NumpyMLP, "shrinkable", False)
+    widths.clear()
+    kept = evaluate_rounds(config, values, rollout_batch_size=32)
+    assert set(widths) == {slots}
+    assert shrunk[0] == kept[0]
+    assert np.array_equal(shrunk[1], kept[1]) if kept[1] is not None else shrunk[1] is None
 
 
 class RetypedObservations(gym.ObservationWrapper):
