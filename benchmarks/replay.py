@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import math
 import tempfile
@@ -170,10 +171,18 @@ class Replayer:
         shape = tuple(int(n) for n in log["action_shape"])
         self.actions = log["action"].reshape(len(self.rounds), *shape) if len(self.rounds) else log["action"]
         self.envs = [unwrap_make(make_env(self.env_id, env_config))[0] for _ in range(int(self.slots.max()) + 1)]
+        order = np.argsort(self.rounds, kind="stable")  # each round's calls in their order, found once
+        starts = np.searchsorted(self.rounds[order], np.arange(int(self.rounds.max(initial=-1)) + 2))
+        self._by_round = [order[a:b] for a, b in itertools.pairwise(starts.tolist())]
+
+    def calls(self, eval_round: int, training: bool | None = None) -> np.ndarray:
+        """The indices of round ``eval_round``'s calls, in their order: all, or its training (centre) calls alone."""
+        found = self._by_round[eval_round] if 0 <= eval_round < len(self._by_round) else np.empty(0, np.int64)
+        return found if training is None else found[self.training[found] == training]
 
     def steps(self, indices: np.ndarray) -> int:
         """The training steps among the calls ``indices``."""
-        return int((self.is_step & self.training)[indices].sum())
+        return int((self.is_step[indices] & self.training[indices]).sum())
 
     def run(self, indices: np.ndarray) -> tuple[float, float, bool]:
         """Make the calls ``indices`` in that order: wall and CPU seconds, and whether they gave what they logged."""
@@ -256,7 +265,9 @@ def alternate(config: Path, generations: int, path: Path, *, first_round: int = 
 
     Returns:
         Per round from ``first_round`` on: training steps, hpcne's and the replay's seconds; their
-        totals' ratio; the whole run's (``run_replay_over_hpcne``, ``run_steps``, ``run_rounds``);
+        totals' ratio; the whole run's (``run_replay_over_hpcne``, ``run_steps``, ``run_rounds``, and
+        the share and ms per generation of hpcne's time outside its evaluations: the update, logging
+        and checkpoints, ``run_outside_evaluations_*``);
         the centre evaluations' (``centre_replay_over_hpcne``, ``centre_evaluations``); and whether
         every replayed call gave what it logged.
     """
@@ -268,7 +279,8 @@ def alternate(config: Path, generations: int, path: Path, *, first_round: int = 
     same = True
     original = gymne.GymNE._evaluate_local
     replaying = 0.0  # seconds spent in replays (their checks too): off hpcne's clock
-    window: list[float] = []  # hpcne's clock at each measured round's evaluation
+    evaluating = 0.0  # seconds spent in hpcne's evaluations, training and centre
+    window: list[tuple[float, float]] = []  # hpcne's clock and ``evaluating`` at each measured round's evaluation
     whole: dict[str, float] = {"seconds": 0.0, "steps": 0}
 
     def hpcne_clock() -> float:
@@ -283,21 +295,28 @@ def alternate(config: Path, generations: int, path: Path, *, first_round: int = 
         replaying += time.perf_counter() - started
         return wall
 
-    def evaluate(self: Any, values: np.ndarray, first_index: int, eval_round: int) -> Any:
-        if eval_round >= CENTER_ROUND_BASE:  # generation g's centre: after training round g - 1
-            return centre(self, values, first_index, eval_round, eval_round - CENTER_ROUND_BASE - 1)
-        indices = np.flatnonzero((replayer.rounds == eval_round) & replayer.training)
-        if not len(indices):  # a round the log does not have
-            return original(self, values, first_index, eval_round)
-        if eval_round > first_round:  # the generation before, whole: its training and centre calls
-            before = np.flatnonzero(replayer.rounds == eval_round - 1)
-            whole["seconds"] += replayed(before)
-            whole["steps"] += replayer.steps(before)
-        if eval_round >= first_round:
-            window.append(hpcne_clock())
+    def timed(self: Any, values: np.ndarray, first_index: int, eval_round: int) -> tuple[float, Any]:
+        """hpcne's evaluation: its seconds and its result."""
+        nonlocal evaluating
         started = time.perf_counter()
         result = original(self, values, first_index, eval_round)
         seconds = time.perf_counter() - started
+        evaluating += seconds
+        return seconds, result
+
+    def evaluate(self: Any, values: np.ndarray, first_index: int, eval_round: int) -> Any:
+        if eval_round >= CENTER_ROUND_BASE:  # generation g's centre: after training round g - 1
+            return centre(self, values, first_index, eval_round, eval_round - CENTER_ROUND_BASE - 1)
+        indices = replayer.calls(eval_round, training=True)
+        if not len(indices):  # a round the log does not have
+            return original(self, values, first_index, eval_round)
+        if eval_round > first_round:  # the generation before, whole: its training and centre calls
+            before = replayer.calls(eval_round - 1)
+            whole["seconds"] += replayed(before)
+            whole["steps"] += replayer.steps(before)
+        if eval_round >= first_round:
+            window.append((hpcne_clock(), evaluating))
+        seconds, result = timed(self, values, first_index, eval_round)
         wall = replayed(indices)
         if eval_round >= first_round:
             rows.append({"round": eval_round, "steps": replayer.steps(indices), "hpcne_s": seconds, "replay_s": wall})
@@ -305,10 +324,8 @@ def alternate(config: Path, generations: int, path: Path, *, first_round: int = 
 
     def centre(self: Any, values: np.ndarray, first_index: int, eval_round: int, training_round: int) -> Any:
         """A centre evaluation, then the replay of its calls (measured from ``first_round`` on)."""
-        started = time.perf_counter()
-        result = original(self, values, first_index, eval_round)
-        seconds = time.perf_counter() - started
-        indices = np.flatnonzero((replayer.rounds == training_round) & ~replayer.training)
+        seconds, result = timed(self, values, first_index, eval_round)
+        indices = replayer.calls(training_round, training=False)
         if training_round >= first_round and len(indices):
             centres.append({"hpcne_s": seconds, "replay_s": replayed(indices)})
         return result
@@ -319,12 +336,16 @@ def alternate(config: Path, generations: int, path: Path, *, first_round: int = 
     centre_s = sum(c["hpcne_s"] for c in centres)
     ratios = [r["replay_s"] / r["hpcne_s"] for r in rows]
     run_rounds = max(len(window) - 1, 0)  # the generations replayed whole: all measured ones but the last
+    run_s = window[-1][0] - window[0][0] if run_rounds else math.nan
+    outside_s = run_s - (window[-1][1] - window[0][1]) if run_rounds else math.nan  # update, logging, checkpoints
     return {
         "env": replayer.env_id,
         "rounds": rows,
         "replay_over_hpcne": replay_s / hpcne_s,
         "round_ratios": [round(x, 4) for x in ratios],
-        "run_replay_over_hpcne": whole["seconds"] / (window[-1] - window[0]) if run_rounds else math.nan,
+        "run_replay_over_hpcne": whole["seconds"] / run_s if run_rounds else math.nan,
+        "run_outside_evaluations_share": outside_s / run_s if run_rounds else math.nan,
+        "run_outside_evaluations_ms_per_generation": 1e3 * outside_s / run_rounds if run_rounds else math.nan,
         "run_steps": int(whole["steps"]),
         "run_rounds": run_rounds,
         "centre_replay_over_hpcne": sum(c["replay_s"] for c in centres) / centre_s if centres else math.nan,

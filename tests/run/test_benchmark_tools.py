@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.replay import alternate, record, replay
+from benchmarks.replay import Replayer, alternate, record, replay
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,6 +51,17 @@ def test_a_replay_that_leaves_the_recorded_trajectories_says_so(tmp_path: Path) 
     assert not replay(tampered)["same_trajectories"]
 
 
+def test_a_replayer_finds_each_rounds_calls_in_their_order(tmp_path: Path) -> None:
+    log = _record(tmp_path, generations=2)
+    replayer = Replayer(log)
+    rounds, training = replayer.rounds, replayer.training
+    for r in (0, 1, 5):
+        assert replayer.calls(r).tolist() == np.flatnonzero(rounds == r).tolist()
+        assert replayer.calls(r, training=True).tolist() == np.flatnonzero((rounds == r) & training).tolist()
+        assert replayer.calls(r, training=False).tolist() == np.flatnonzero((rounds == r) & ~training).tolist()
+    assert len(replayer.calls(1, training=False)) > 0  # the centre evaluation after round 1
+
+
 def test_alternating_runs_and_replays_each_round_of_the_same_run(tmp_path: Path) -> None:
     log = _record(tmp_path)
     with contextlib.redirect_stdout(io.StringIO()):
@@ -64,6 +75,8 @@ def test_alternating_runs_and_replays_each_round_of_the_same_run(tmp_path: Path)
     # The whole run: generation 1 (round 1) replayed whole, its centre evaluation's calls too, before round 2.
     assert (found["run_rounds"], found["run_steps"]) == (1, int((training & (rounds == 1)).sum()))
     assert found["run_replay_over_hpcne"] > 0
+    # What the window holds besides the evaluations: the update, logging and a checkpoint, a part of it.
+    assert 0 < found["run_outside_evaluations_share"] < 1 and found["run_outside_evaluations_ms_per_generation"] > 0
     # The example scores its centre every generation: those of generations 2 and 3 (after rounds 1 and 2).
     assert found["centre_evaluations"] == 2 and found["centre_replay_over_hpcne"] > 0
 
