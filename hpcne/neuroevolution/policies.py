@@ -61,7 +61,12 @@ class NotBatchable(ValueError):
 
 
 class BatchedPolicy(Protocol):
-    """Parameters of several solutions of one architecture, applied to a batch of observations."""
+    """Parameters of several solutions of one architecture, applied to a batch of observations.
+
+    A policy whose class sets ``shrinkable = True`` is stateless and takes the observations of its
+    first ``n`` slots alone (``(n, obs_length)``, giving ``n`` rows): the rollout engine then moves
+    the episodes still running to the front slots as others end, and calls it on those rows.
+    """
 
     slots: int
 

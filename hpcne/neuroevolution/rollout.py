@@ -4,7 +4,9 @@ Each *slot* owns one environment and one policy slot. Jobs are taken in order
 (solution 0 episode 0, solution 0 episode 1, ..., solution 1 episode 0, ...); a slot that
 finishes an episode takes the next job, so the batch stays full even when episode lengths
 differ. Per step there is one batched policy call for all slots, then one ``env.step`` per
-busy slot.
+busy slot. Once no job is left and half of the slots or fewer still run, a *shrinkable* policy
+(stateless, see :class:`~hpcne.neuroevolution.policies.BatchedPolicy`) lets the running
+episodes move to the front slots, and the batch shrinks to them.
 
 Everything a job produces depends only on its solution's parameters, its episode seed and the
 frozen observation statistics. Observation-statistic deltas are accumulated per job (always in
