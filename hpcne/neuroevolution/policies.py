@@ -29,6 +29,7 @@ CUDA devices, where no backend is bitwise reproducible against the CPU anyway.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -88,7 +89,7 @@ class BatchedPolicy(Protocol):
 
 
 Op = tuple[Callable[..., Any], tuple[Any, ...]]  # a numpy call with every argument bound
-InPlace = tuple[tuple[Callable[..., Any], tuple[Any, ...]], ...]  # in-place ops: each is ``f(x, *args, x)``
+InPlace = tuple[tuple[Callable[..., Any], tuple[Any, ...]], ...]  # in-place ops: each is ``f(x, *args, out=x)``
 
 
 def _activation(module: nn.Module) -> InPlace | None:
@@ -249,19 +250,20 @@ class _Stacked:
 
 
 class _Activation:
-    """An element-wise activation, applied in place: each of its ops is ``f(x, *args, x)``."""
+    """An element-wise activation, applied in place: each of its ops is ``f(x, *args, out=x)`` (``out`` by
+    keyword: numpy deprecates a positional one for ``maximum`` and ``minimum``)."""
 
     def __init__(self, ops: InPlace) -> None:
         self.ops = ops
 
     def bind(self, h: np.ndarray) -> tuple[list[Op], np.ndarray]:
         """The calls that apply it to ``h`` in place, and ``h``."""
-        return [(f, (h, *args, h)) for f, args in self.ops], h
+        return [(functools.partial(f, out=h), (h, *args)) for f, args in self.ops], h
 
     def row(self, h: np.ndarray, r: int) -> np.ndarray:
         """Apply it to the row ``h`` in place."""
         for f, args in self.ops:
-            f(h, *args, h)
+            f(h, *args, out=h)
         return h
 
 

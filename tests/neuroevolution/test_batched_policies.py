@@ -27,6 +27,8 @@ from hpcne.neuroevolution.policies import (
 )
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+# A numpy deprecation in a policy's hot path (a positional ``out`` for np.maximum, say) fails here, not later.
+pytestmark = pytest.mark.filterwarnings("error::DeprecationWarning")
 
 NETWORKS = {
     "cartpole": "Linear(4, 16) >> Tanh() >> Linear(16, 2)",
