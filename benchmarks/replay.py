@@ -19,6 +19,7 @@ The log is a ``.npz`` of plain arrays (no pickle)::
 
     python -m benchmarks.replay record examples/halfcheetah-pgpe.toml 6 /tmp/hc.npz
     python -m benchmarks.replay replay /tmp/hc.npz --first-round 1
+    python -m benchmarks.replay interleave examples/halfcheetah-pgpe.toml /tmp/hc.npz 2
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Replayer", "alternate", "record", "replay"]
+__all__ = ["Replayer", "alternate", "interleave", "record", "replay"]
 
 NO_SEED = -1  # the ``seed`` entry of a reset without a seed, and of a step
 
@@ -354,6 +355,92 @@ def alternate(config: Path, generations: int, path: Path, *, first_round: int = 
     }
 
 
+def interleave(config: Path, path: Path, eval_round: int, *, repeats: int = 3) -> dict[str, Any]:
+    """What taking turns costs: round ``eval_round``'s logged training calls, the numpy work of an engine
+    iteration once per lockstep iteration, and both interleaved, each timed alone (best of ``repeats``).
+
+    The work is the engine's numpy calls for ``config``'s policy on the round's slots (normalization,
+    the forward, the finite sum, the action clip, the statistics), on fixed arrays. ``interference`` is
+    the interleaved time less the two apart, over the calls' time alone: what the steps and the work
+    cost more when they alternate on one core (the caches they share), which no count of hpcne's
+    own instructions shows.
+    """
+    from hpcne.config import RunConfig, load_toml
+    from hpcne.neuroevolution.policies import NumpyMLP
+    from hpcne.run import build_problem
+
+    replayer = Replayer(path)
+    indices = replayer.calls(eval_round, training=True)
+    if not len(indices):
+        raise ValueError(f"{path} holds no training calls of round {eval_round}")
+    problem = build_problem(RunConfig.from_dict(load_toml(config)))
+    slots = int(replayer.slots[indices].max()) + 1
+    policy = NumpyMLP(NumpyMLP.plan_for(problem.network), slots)
+    rng = np.random.default_rng(0)
+    for slot in range(slots):
+        policy.load(slot, (0.1 * rng.standard_normal(problem.solution_length)).astype(np.float32))
+    raw = rng.standard_normal((slots, problem._obs_length)).astype(np.float32)
+    x, mean, std = np.empty_like(raw), np.zeros(raw.shape[1], np.float32), np.ones(raw.shape[1], np.float32)
+    sums = np.zeros((slots, 2, raw.shape[1]))
+    step_sums = np.zeros_like(sums)
+    busy = list(range(slots))
+
+    def work(_: Any) -> None:
+        np.subtract(raw, mean, x)
+        np.divide(x, std, x)
+        out = policy(x, busy)
+        np.add.reduce(out, axis=None)
+        clipped = np.maximum(out, -1.0)
+        np.minimum(clipped, 1.0, out=clipped)
+        np.copyto(step_sums[:, 0], raw)
+        np.multiply(step_sums[:, 0], step_sums[:, 0], step_sums[:, 1])
+        np.add(sums, step_sums, sums)
+
+    # The calls split where lockstep iterations start (the first step, and a step on a slot not after the
+    # last step's): segment k holds iteration k's calls, and segment 0 the resets before the first one.
+    segments: list[list[tuple[Callable[..., Any], Any]]] = [[]]
+    last = None
+    for i in indices.tolist():
+        env = replayer.envs[replayer.slots[i]]
+        if replayer.is_step[i]:
+            if last is None or replayer.slots[i] <= last:
+                segments.append([])
+            last = replayer.slots[i]
+            segments[-1].append((env.step, replayer.actions[i]))
+        else:
+            segments[-1].append((_resetter(env), None if replayer.seeds[i] == NO_SEED else int(replayer.seeds[i])))
+
+    def timed(with_calls: bool, with_work: bool) -> float:
+        """The segments in order, with the calls, the work before each iteration, or both (the same loops)."""
+        gc.disable()
+        try:
+            started = time.perf_counter()
+            for k, segment in enumerate(segments):
+                if with_work and k:
+                    work(None)
+                if with_calls:
+                    for fn, arg in segment:
+                        fn(arg)
+            return time.perf_counter() - started
+        finally:
+            gc.enable()
+
+    best = {"calls": math.inf, "work": math.inf, "both": math.inf}
+    for _ in range(repeats):  # in turns, so that a drift of the machine touches all three alike
+        for name, with_calls, with_work in (("calls", True, False), ("work", False, True), ("both", True, True)):
+            best[name] = min(best[name], timed(with_calls, with_work))
+    return {
+        "env": replayer.env_id,
+        "round": eval_round,
+        "steps": replayer.steps(indices),
+        "iterations": len(segments) - 1,
+        "slots": slots,
+        **{f"{name}_s": round(seconds, 4) for name, seconds in best.items()},
+        "work_over_calls": (best["work"]) / best["calls"],
+        "interference": (best["both"] - best["calls"] - best["work"]) / best["calls"],
+    }
+
+
 def _resetter(env: Any) -> Callable[[int | None], Any]:
     def reset(seed: int | None) -> Any:
         return env.reset(seed=seed)
@@ -362,7 +449,8 @@ def _resetter(env: Any) -> Callable[[int | None], Any]:
 
 
 def main() -> None:
-    """``record CONFIG GENERATIONS OUT``, ``replay LOG`` or ``alternate CONFIG GENERATIONS LOG``; prints a JSON line."""
+    """``record CONFIG GENERATIONS OUT``, ``replay LOG``, ``alternate CONFIG GENERATIONS LOG`` or ``interleave
+    CONFIG LOG ROUND``; prints a JSON line."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.replay", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
     rec = sub.add_parser("record", help="train a config in this process, logging its environment calls")
@@ -378,8 +466,15 @@ def main() -> None:
     alt.add_argument("generations", type=int)
     alt.add_argument("log", type=Path)
     alt.add_argument("--first-round", type=int, default=1, help="leave out the rounds before it")
+    inter = sub.add_parser("interleave", help="a logged round's calls, an engine's numpy work, and both in turns")
+    inter.add_argument("config", type=Path)
+    inter.add_argument("log", type=Path)
+    inter.add_argument("round", type=int)
+    inter.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    if args.what == "record":
+    if args.what == "interleave":
+        print(json.dumps(interleave(args.config, args.log, args.round, repeats=args.repeats)), flush=True)
+    elif args.what == "record":
         print(json.dumps(record(args.config, args.generations, args.out)), flush=True)
     elif args.what == "replay":
         print(json.dumps(replay(args.log, first_round=args.first_round, order=args.order)), flush=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.replay import Replayer, alternate, record, replay
+from benchmarks.replay import Replayer, alternate, interleave, record, replay
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,6 +79,18 @@ def test_alternating_runs_and_replays_each_round_of_the_same_run(tmp_path: Path)
     assert 0 < found["run_outside_evaluations_share"] < 1 and found["run_outside_evaluations_ms_per_generation"] > 0
     # The example scores its centre every generation: those of generations 2 and 3 (after rounds 1 and 2).
     assert found["centre_evaluations"] == 2 and found["centre_replay_over_hpcne"] > 0
+
+
+def test_interleaving_times_a_rounds_calls_the_engine_work_and_both(tmp_path: Path) -> None:
+    log = _record(tmp_path, generations=2)
+    found = interleave(ROOT / "examples" / "cartpole-pgpe.toml", log, 1, repeats=1)
+    training = np.load(log)["training"] & np.load(log)["is_step"]
+    assert found["steps"] == int((training & (np.load(log)["round"] == 1)).sum())
+    assert found["slots"] > 1 and found["iterations"] > 0  # one iteration's work per pass over the slots
+    assert min(found["calls_s"], found["work_s"], found["both_s"]) > 0
+    assert math.isfinite(found["interference"])  # a difference of timings: its sign is the machine's
+    with pytest.raises(ValueError, match="no training calls of round 99"):
+        interleave(ROOT / "examples" / "cartpole-pgpe.toml", log, 99)
 
 
 def test_the_engine_cost_runs_on_the_example_problem() -> None:
