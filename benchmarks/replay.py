@@ -385,7 +385,7 @@ def interleave(config: Path, path: Path, eval_round: int, *, repeats: int = 3) -
     step_sums = np.zeros_like(sums)
     busy = list(range(slots))
 
-    def work(_: Any) -> None:
+    def work() -> None:
         np.subtract(raw, mean, x)
         np.divide(x, std, x)
         out = policy(x, busy)
@@ -417,7 +417,7 @@ def interleave(config: Path, path: Path, eval_round: int, *, repeats: int = 3) -
             started = time.perf_counter()
             for k, segment in enumerate(segments):
                 if with_work and k:
-                    work(None)
+                    work()
                 if with_calls:
                     for fn, arg in segment:
                         fn(arg)
@@ -436,7 +436,7 @@ def interleave(config: Path, path: Path, eval_round: int, *, repeats: int = 3) -
         "iterations": len(segments) - 1,
         "slots": slots,
         **{f"{name}_s": round(seconds, 4) for name, seconds in best.items()},
-        "work_over_calls": (best["work"]) / best["calls"],
+        "work_over_calls": best["work"] / best["calls"],
         "interference": (best["both"] - best["calls"] - best["work"]) / best["calls"],
     }
 
