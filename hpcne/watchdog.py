@@ -197,7 +197,6 @@ class _Watchdog:
             flush=True,
         )
         faulthandler.dump_traceback(file=2, all_threads=True)
-        time.sleep(1.0)  # an MPI launcher forwards output through pipes; MPI_Abort would cut the report short
         self.on_hang(EXIT_HUNG)
 
 

@@ -58,6 +58,7 @@ from hpcne.core import EvalResult, Problem
 from hpcne.parallel import signals
 from hpcne.parallel.devices import node_placement
 from hpcne.parallel.errors import WorkerError, WorkerReleased
+from hpcne.parallel.launch import abort_job
 from hpcne.parallel.runtime import place_problem
 from hpcne.parallel.split import contiguous_counts, pieces
 from hpcne.parallel.worker import Failure, describe_exception, evaluate_piece
@@ -113,7 +114,7 @@ class MPIRuntime:
         self.comm = (comm if comm is not None else MPI.COMM_WORLD).Dup()
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.is_main = self.rank == 0
-        watchdog.configure(f"rank {self.rank} (pid {os.getpid()}) on host {socket.gethostname()}", MPI.COMM_WORLD.Abort)
+        watchdog.configure(f"rank {self.rank} (pid {os.getpid()}) on host {socket.gethostname()}", abort_job)
         self.num_workers = self.size
         self.stop_requested = False
         self.compute_seconds = 0.0
@@ -605,8 +606,7 @@ class MPIRuntime:
             return
         if self._in_round:
             sys.stderr.write("hpcne: rank 0 left an evaluation round unfinished; aborting the MPI job.\n")
-            sys.stderr.flush()
-            self.comm.Abort(1)
+            abort_job(1)
         self._header[:_HEAD] = (CMD_STOP, 0, 0)
         self.comm.Bcast(self._header, root=0)
         self.comm.Barrier()

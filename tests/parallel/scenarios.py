@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -153,6 +154,27 @@ def scenario_build() -> Problem:
     return GymNE(env, "Linear(obs_length, act_length)", seed=1, num_actors=2)
 
 
+def scenario_build_unread() -> Problem:
+    """As "build", with the launcher's forwarding process (this rank's parent) stopped for a second
+    just before the last rank reports its error, so that the rank would abort while nothing reads its
+    report: the race that once lost a failing rank's whole report. The other ranks are kept out of
+    MPI meanwhile, as while they build their problem, where the report was lost most often.
+    """
+    if not on_last_rank():
+        time.sleep(10)  # the last rank's abort ends this sleep
+        return scenario_build()
+    report = sys.excepthook
+
+    def stop_the_launcher_then_report(*args: Any) -> None:
+        launcher = os.getppid()
+        os.kill(launcher, signal.SIGSTOP)
+        subprocess.Popen(["sh", "-c", f"sleep 1; kill -CONT {launcher}"])
+        report(*args)
+
+    sys.excepthook = stop_the_launcher_then_report
+    return scenario_build()
+
+
 def scenario_lazy_build() -> Problem:
     """A network that only the last rank cannot build (networks are built on first use)."""
 
@@ -173,6 +195,7 @@ SCENARIOS: dict[str, tuple[Callable[[], Problem], int]] = {
     "hang": (scenario_hang, CARTPOLE_WIDTH),
     "nan": (scenario_nan, PENDULUM_WIDTH),
     "build": (scenario_build, CARTPOLE_WIDTH),
+    "build_unread": (scenario_build_unread, CARTPOLE_WIDTH),
     "lazy_build": (scenario_lazy_build, 3),
     **{fault: (faulty(fault), CARTPOLE_WIDTH) for fault in FAULTS},
 }

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import termios
+import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +15,7 @@ from parallel_helpers import sum_problem
 
 from hpcne.core import Problem
 from hpcne.parallel import SerialRuntime, runtime, signals, use_backend
-from hpcne.parallel.launch import launcher_world_size
+from hpcne.parallel.launch import launcher_world_size, wait_until_output_is_read
 from hpcne.parallel.pool import PoolRuntime, cpu_count
 
 
@@ -79,6 +83,38 @@ def test_launcher_size_comes_from_the_launchers_variables(monkeypatch: pytest.Mo
     assert launcher_world_size() == 1
     monkeypatch.setenv(variable, "4")
     assert launcher_world_size() == 4
+
+
+def unread_bytes(fd: int) -> int:
+    return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"), "little")
+
+
+def test_a_failing_rank_waits_until_its_output_is_read_before_it_aborts() -> None:
+    """The reader starts late (as a launcher that is not scheduled): the wait ends only once it read."""
+    read, write = os.pipe()
+    os.write(write, b"hpcne: rank 2 on host h failed: ...\n")
+    reader = threading.Timer(0.2, os.read, (read, 4096))
+    reader.start()
+    wait_until_output_is_read((write,), timeout=600)  # the timeout is only a bound: never reached here
+    assert unread_bytes(write) == 0
+    reader.join()
+    os.write(write, b"nobody reads this")
+    wait_until_output_is_read((write,), timeout=0.05)  # a launcher that stopped reading: give up
+    assert unread_bytes(write) == len(b"nobody reads this")
+    os.close(read)
+    os.close(write)
+
+
+def test_only_pipes_are_waited_for(tmp_path: Path) -> None:
+    """A file keeps what was written: no wait, though FIONREAD counts its bytes after the position."""
+    with open(tmp_path / "log", "w+b") as file:
+        file.write(b"x")
+        file.flush()
+        file.seek(0)
+        assert unread_bytes(file.fileno()) == 1
+        start = time.monotonic()
+        wait_until_output_is_read((file.fileno(), 12345), timeout=600)  # 12345: not open
+        assert time.monotonic() - start < 300  # far below the bound: it did not wait for the file
 
 
 def test_start_up_line_names_backend_and_workers(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture) -> None:

@@ -84,9 +84,21 @@ def test_a_rank_that_leaves_or_stops_in_user_code_ends_the_job_with_a_message(fa
 
 def test_a_rank_that_cannot_build_its_problem_ends_the_job_before_any_work() -> None:
     stderr = failed_run("build", ranks=3)
-    assert re.search(r"hpcne: rank 2 on host \S+ failed:", stderr)
+    assert re.search(r"hpcne: rank 2 on host \S+ failed:", stderr), stderr
     assert "Could not create the environment 'NoSuchEnv-v0'" in stderr
     assert "evaluating with" not in stderr
+
+
+def test_a_failing_rank_s_report_survives_a_launcher_that_reads_it_late() -> None:
+    """The launcher's forwarding process is stopped while the rank reports: the rank waits for it.
+
+    Without that wait about half of these jobs ended with no output at all (Hydra handled the abort
+    before the report); three runs make a regression show almost surely.
+    """
+    for _ in range(3):
+        stderr = failed_run("build_unread", ranks=3)
+        assert re.search(r"hpcne: rank 2 on host \S+ failed:", stderr), stderr
+        assert "Could not create the environment 'NoSuchEnv-v0'" in stderr
 
 
 def test_a_rank_that_fails_while_starting_its_runtime_is_named_by_rank_0() -> None:
