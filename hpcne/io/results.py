@@ -64,8 +64,9 @@ class ResultsWriter:
     ``/best`` holds the best solution so far (``values``, ``eval``, ``generation`` and, with
     ``obs_length``, the observation normalization ``obs_mean``, ``obs_stdev``, ``obs_count``); root
     attributes hold ``attrs``. Every change is flushed at once, except that with ``flush_seconds`` log
-    rows are written in batches: an append writes the pending rows once that long has passed since
-    the last write, and `flush`, `truncate` and `close` write them at once.
+    rows and the best solution are written in batches: an append or a best update writes what is
+    pending once that long has passed since the last write, and `flush`, `truncate` and `close`
+    write it at once.
 
     Args:
         path: The results file.
@@ -76,9 +77,9 @@ class ResultsWriter:
         obs_length: Length of the observation vector; also stores its normalization statistics in ``/best``.
         resume: Continue an existing file (one that is missing is created). The columns must match; call
             `truncate` to drop the generations after the checkpoint that the run resumes from.
-        flush_seconds: Keep appended rows in memory until this long has passed since the last write,
-            then write them in one go (a write costs a few ms, which counts for generations of a few
-            tens of ms); 0 writes each row at once.
+        flush_seconds: Keep appended rows and best updates in memory until this long has passed since
+            the last write, then write them in one go (a write costs a few ms, which counts for
+            generations of a few tens of ms); 0 writes each at once.
 
     Raises:
         FileExistsError: The file exists and ``resume`` is False.
@@ -101,6 +102,7 @@ class ResultsWriter:
         self.path = Path(path)
         self.flush_seconds = float(flush_seconds)
         self._pending: list[Mapping[str, float | int]] = []  # appended rows not written yet
+        self._pending_best: dict[str, np.ndarray] = {}  # best-solution datasets not written yet
         self._written = time.monotonic()
         self.columns = _column_dtypes(columns)
         if best_length is None and obs_length is not None:
@@ -156,22 +158,29 @@ class ResultsWriter:
                 "call truncate() first when resuming from an older checkpoint."
             )
         self._pending.append(dict(row))
-        if time.monotonic() - self._written >= self.flush_seconds:
-            self.flush()
+        self._write_if_due()
 
     def flush(self) -> None:
-        """Write the rows appended since the last write, and flush the file."""
+        """Write the rows appended and the best solution updated since the last write, and flush the file."""
         self._written = time.monotonic()
-        if not self._pending:
+        if not self._pending and not self._pending_best:
             return
         require_free_space(self.path, _ROOM)
-        rows, count = self._rows, len(self._pending)
-        for name, dataset in self._log.items():
-            dataset.resize((rows + count,))
-            dataset[rows:] = [row.get(name, np.nan) for row in self._pending]
-        self._rows += count
-        self._pending.clear()
+        if self._pending:
+            rows, count = self._rows, len(self._pending)
+            for name, dataset in self._log.items():
+                dataset.resize((rows + count,))
+                dataset[rows:] = [row.get(name, np.nan) for row in self._pending]
+            self._rows += count
+            self._pending.clear()
+        for name, array in self._pending_best.items():
+            self._best[name][...] = array  # type: ignore[index]
+        self._pending_best.clear()
         self._file.flush()
+
+    def _write_if_due(self) -> None:
+        if time.monotonic() - self._written >= self.flush_seconds:
+            self.flush()
 
     @property
     def last_generation(self) -> int:
@@ -219,6 +228,7 @@ class ResultsWriter:
             raise RuntimeError(f"Results file {self.path} stores no best solution; pass best_length to ResultsWriter.")
         updates = {"values": values, "eval": eval, "generation": generation}
         updates |= {"obs_mean": obs_mean, "obs_stdev": obs_stdev, "obs_count": obs_count}
+        arrays = {}
         for name, value in updates.items():
             if value is None:
                 continue
@@ -227,8 +237,9 @@ class ResultsWriter:
                     f"Results file {self.path} stores no observation statistics; pass obs_length to "
                     "ResultsWriter to store them."
                 )
-            _overwrite(self._best[name], value)
-        self._file.flush()
+            arrays[name] = _checked_copy(self._best[name], value)
+        self._pending_best |= arrays  # a copy: the caller may change its arrays before they are written
+        self._write_if_due()
 
     def close(self) -> None:
         """Writes the pending rows and closes the file; further calls do nothing."""
@@ -312,14 +323,15 @@ def _require_group(file: h5py.File, name: str, specs: Mapping[str, _Spec]) -> h5
     return group
 
 
-def _overwrite(dataset: h5py.Dataset, value: ArrayLike) -> None:
-    array = np.asarray(value, dtype=dataset.dtype)
+def _checked_copy(dataset: h5py.Dataset, value: ArrayLike) -> np.ndarray:
+    """``value`` as a new array of the dataset's type and shape, or a ValueError naming the dataset."""
+    array = np.array(value, dtype=dataset.dtype)
     if array.size != dataset.size:
         raise ValueError(
             f"Expected {dataset.size} values for {dataset.name}, found {array.size}; pass values of the "
             "length the results file was created with."
         )
-    dataset[...] = array.reshape(dataset.shape)
+    return array.reshape(dataset.shape)
 
 
 def _rewrite(path: Path) -> None:

@@ -127,6 +127,31 @@ def test_best_needs_its_lengths(tmp_path: Path) -> None:
         writer.update_best([1.0], 1.0, 1, obs_mean=[0.0])
 
 
+def test_batched_best_updates_are_written_on_flush_and_close_as_they_were_given(tmp_path: Path) -> None:
+    path = tmp_path / "results.h5"
+    mean = np.array([0.0, 1.0])  # a live statistic that goes on changing after the update
+    writer = ResultsWriter(path, COLUMNS, best_length=3, obs_length=2, flush_seconds=3600)
+    try:
+        writer.update_best([1.0, 2.0, 3.0], 10.0, 4, obs_mean=mean, obs_stdev=[1.0, 2.0], obs_count=50)
+        mean += 5
+        with pytest.raises(ValueError, match="Expected 3 values"):
+            writer.update_best([1.0], 0.0, 1)  # checked when given, not when written
+        with h5py.File(path, "r", swmr=True) as f:
+            assert f["best/generation"][...].tolist() == [-1]  # not written yet: the fill value
+        writer.flush()
+        with h5py.File(path, "r", swmr=True) as f:
+            assert f["best/generation"][...].tolist() == [4]
+            assert f["best/obs_mean"][...].tolist() == [0.0, 1.0]
+        writer.update_best([4.0, 5.0, 6.0], 12.5, 9, obs_mean=mean)
+        writer.update_best([7.0, 8.0, 9.0], 13.0, 11)  # the latest update wins; omitted statistics stay
+    finally:
+        writer.close()
+    with h5py.File(path, "r", swmr=True) as f:
+        best = {name: dataset[...].tolist() for name, dataset in f["best"].items()}
+    assert best["values"] == [7.0, 8.0, 9.0] and best["eval"] == [13.0] and best["generation"] == [11]
+    assert best["obs_mean"] == [5.0, 6.0] and best["obs_stdev"] == [1.0, 2.0] and best["obs_count"] == [50]
+
+
 _READER = """
     import sys, time
     from pathlib import Path
