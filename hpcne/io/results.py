@@ -121,10 +121,11 @@ class ResultsWriter:
             if not exists:
                 write_attrs(self._file, attrs or {})
             log_specs = {name: _column_spec(dtype) for name, dtype in self.columns.items()}
-            self._log = _require_group(self._file, _LOG, log_specs)
-            self._best = None
+            # the datasets, looked up once: a lookup by name costs as much as a small write
+            self._log = dict(_require_group(self._file, _LOG, log_specs).items())
+            self._best: dict[str, h5py.Dataset] | None = None
             if best_length is not None:
-                self._best = _require_group(self._file, _BEST, _best_specs(best_length, obs_length))
+                self._best = dict(_require_group(self._file, _BEST, _best_specs(best_length, obs_length)).items())
             self._resize(min(len(dataset) for dataset in self._log.values()))  # drops a row cut by a crash
             self._file.swmr_mode = True
         except BaseException:
@@ -174,7 +175,7 @@ class ResultsWriter:
             self._rows += count
             self._pending.clear()
         for name, array in self._pending_best.items():
-            self._best[name][...] = array  # type: ignore[index]
+            self._best[name][...] = array  # type: ignore[index]  # pending only with a best group
         self._pending_best.clear()
         self._file.flush()
 
