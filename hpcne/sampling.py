@@ -70,6 +70,7 @@ _TABLE_PER_DIM = 16
 _EXACT_BITS = 53  # float64 integers up to 2**53 are exact
 _CHUNK_BYTES = 32 * 2**20  # how much of a population is materialised at a time
 _SUM_BLOCK = 2**18  # float64 values of a sum kept in the cache while the slices add into it (2 MB)
+_GATHER_VALUES = 2**16  # up to this many table values, a sum's slices are gathered and added in one product
 
 
 def noise_table_size(length: int) -> int:
@@ -151,6 +152,11 @@ def _noise_tensors(size: int) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.from_numpy(table), torch.from_numpy(squares)
 
 
+@lru_cache(maxsize=2**14)  # a generation asks for each unit's offset several times (rows, then two sums)
+def _table_offset(seed: int, eval_round: int, unit: int, starts: int) -> int:
+    return derive_seed(seed, STREAM_NOISE, eval_round, unit) % starts
+
+
 @dataclass(frozen=True)
 class NoiseStream:
     """The standard-normal noise of one evaluation round's population.
@@ -172,7 +178,7 @@ class NoiseStream:
         return num_solutions // 2 if self.symmetric else num_solutions
 
     def _offset(self, unit: int, table_size: int) -> int:
-        return derive_seed(self.seed, STREAM_NOISE, self.eval_round, unit) % (table_size - self.length + 1)
+        return _table_offset(self.seed, self.eval_round, unit, table_size - self.length + 1)
 
     def unit(self, unit: int) -> np.ndarray:
         """The float32 noise of solution (or mirrored pair) ``unit``: a read-only view of the table."""
@@ -234,9 +240,14 @@ class GaussianSample:
         if out is None:
             out = np.empty((stop - start, self.stream.length), self.center.dtype)
         out = out[: stop - start]
-        for row, (z, negated) in zip(out, self.stream.signed_units(start, stop)):
+        for row, (z, _) in zip(out, self.stream.signed_units(start, stop)):
             np.multiply(z, self.stdev, out=row, casting="same_kind")
-            (np.subtract if negated else np.add)(self.center, row, out=row)
+        if not self.stream.symmetric:
+            np.add(self.center, out, out=out)
+            return out
+        first = start % 2  # the first row that takes its pair's noise as it is (an even row)
+        np.add(self.center, out[first::2], out=out[first::2])
+        np.subtract(self.center, out[1 - first :: 2], out=out[1 - first :: 2])
         return out
 
 
@@ -305,8 +316,14 @@ def _weighted_slices(table: torch.Tensor, terms: list[tuple[int, float]], length
     Column block by column block, so that the float64 total of a block stays in the cache while
     every slice adds into it: each slice is read once (4 bytes a value) and nothing else travels.
     One fused multiply-add per slice and block (``Tensor.add_`` with ``alpha``); exact on the
-    fixed-point grid, so neither the blocking nor the fusing changes a bit.
+    fixed-point grid, so neither the blocking nor the fusing changes a bit. A small sum (at most
+    ``_GATHER_VALUES`` values in all its slices) is one gather and one product instead, for the
+    same reason with the same bits.
     """
+    if len(terms) * length <= _GATHER_VALUES:  # small: one product instead of a call per slice
+        offsets = np.array([offset for offset, _ in terms], np.int64)
+        weights = np.array([weight for _, weight in terms], np.float64)
+        return weights @ table.numpy()[offsets[:, None] + np.arange(length)].astype(np.float64)
     total = torch.zeros(length, dtype=torch.float64)
     for first in range(0, length, _SUM_BLOCK):
         block = total[first : first + _SUM_BLOCK]
