@@ -99,3 +99,10 @@ def test_the_engine_cost_runs_on_the_example_problem() -> None:
     found = engine_cost(ROOT / "examples" / "cartpole-pgpe.toml", 4, calls=20, repeats=1)
     # A difference of two timings: its sign is the machine's business, not the test's.
     assert found["slots"] == 4 and math.isfinite(found["us_per_step"])
+
+
+def test_the_cost_outside_the_evaluations_runs_the_example_with_free_evaluations() -> None:
+    from benchmarks.outside import outside_cost
+
+    found = outside_cost(ROOT / "examples" / "cartpole-pgpe.toml", 12)
+    assert found["generations"] == 12 and found["ms_per_generation"] > 0
