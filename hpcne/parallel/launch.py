@@ -28,6 +28,7 @@ __all__ = [
     "install_mpi_excepthook",
     "launcher_world_size",
     "prepare_mpi_job",
+    "unread_bytes",
     "wait_until_output_is_read",
 ]
 
@@ -66,6 +67,11 @@ def prepare_mpi_job() -> None:
         install_mpi_excepthook()
 
 
+def unread_bytes(fd: int) -> int:
+    """How many bytes written to the pipe ``fd`` (either end) its reader has not read yet."""
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
 def wait_until_output_is_read(fds: tuple[int, ...] = (1, 2), timeout: float = OUTPUT_READ_SECONDS) -> None:
     """Wait until whoever reads the pipes behind ``fds`` has read everything written to them.
 
@@ -86,10 +92,9 @@ def wait_until_output_is_read(fds: tuple[int, ...] = (1, 2), timeout: float = OU
     for fd in pipes:
         while time.monotonic() < deadline:
             try:
-                unread = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+                if unread_bytes(fd) == 0:
+                    break
             except OSError:
-                break
-            if unread == 0:
                 break
             time.sleep(_POLL_SECONDS)
 
