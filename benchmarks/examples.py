@@ -25,7 +25,10 @@ shared machine than wall-clock rates. The example's target reward is lifted (``-
 A third run of the same command with ``HPCNE_PROFILE`` set gives the time split of every
 process (hpcne/timing.py): env.step, resets, policy calls, observation normalization, the
 engine's own bookkeeping, the searcher update, logging, checkpoints and centre evaluations, and
-communication (what those leave of N processes × the wall time: messages and waiting).
+communication (what those leave of N processes × the wall time: messages and waiting). The
+same split is also given per process (each MPI rank, the pool's coordinator and each worker),
+in milliseconds a generation, so that what one rank does while the others wait shows; the
+per-process rows go to ``OUT-processes.csv`` beside the CSV of the runs.
 """
 
 from __future__ import annotations
@@ -219,6 +222,35 @@ def split(profile: Path, skip_rounds: int, capacity: float) -> dict[str, float]:
     return {name: seconds / whole for name, seconds in totals.items()} | {"total_seconds": whole}
 
 
+def per_process(profile: Path, skip_rounds: int, seconds: float, generations: int) -> list[dict[str, Any]]:
+    """Each process's milliseconds a generation per phase, rounds before ``skip_rounds`` left out.
+
+    ``seconds`` is the wall time of the ``generations`` after the warm-up; a process's
+    ``communication`` is what its own phases leave of it (its messages, and its waiting for the
+    others). Processes are named ``rank R`` under MPI, else ``coordinator`` and ``worker K``.
+    """
+    records = [json.loads(path.read_text()) for path in profile.glob("phases-*.json")]
+    records.sort(key=lambda r: (r["rank"] is None, r["rank"] or 0, r["role"] != "coordinator", r["pid"]))
+    rows, workers = [], 0
+    for record in records:
+        if record["rank"] is not None:
+            name = f"rank {record['rank']}"
+        elif record["role"] == "coordinator":
+            name = "coordinator"
+        else:
+            workers += 1
+            name = f"worker {workers}"
+        booked = dict.fromkeys(PHASES, 0.0)
+        for key, phases in record["seconds"].items():
+            if key.isdigit() and int(key) >= skip_rounds:
+                for phase, spent in phases.items():
+                    if phase != "communication":
+                        booked[phase] = booked.get(phase, 0.0) + spent
+        booked["communication"] = max(0.0, seconds - sum(booked.values()))
+        rows.append({"process": name} | {phase: 1000 * spent / generations for phase, spent in booked.items()})
+    return rows
+
+
 def measure(example: str, layout: str, processes: int, quick: bool, log: Path) -> dict[str, Any]:
     """One row: the ceiling before and after, the plain run's steady steps/s, the profiled run's split.
 
@@ -239,13 +271,16 @@ def measure(example: str, layout: str, processes: int, quick: bool, log: Path) -
         warm_cpu = train(train_command(example, layout, n, warmup, warm_dir), None)
         run_cpu = train(train_command(example, layout, n, generations + warmup, run_dir), None)
         rate, _, _ = steady_rate(run_dir, warmup)
-        cpu_rate = (_interactions(run_dir) - _interactions(warm_dir)) / (run_cpu - warm_cpu)
+        # A start-up's CPU time varies by more than a --quick run's few generations take: no figure then.
+        steady_cpu = run_cpu - warm_cpu
+        cpu_rate = (_interactions(run_dir) - _interactions(warm_dir)) / steady_cpu if steady_cpu > 0 else float("nan")
         after = ceiling(env_id, n, seconds)
         replayed = replay_ceiling(log, warmup, n)
         profiled_dir, profile = Path(tmp) / "profiled", Path(tmp) / "phases"
         train(train_command(example, layout, n, generations + warmup, profiled_dir), profile)
         profiled_rate, _, profiled_seconds = steady_rate(profiled_dir, warmup)
         shares = split(profile, warmup, n * profiled_seconds)
+        processes = per_process(profile, warmup, profiled_seconds, generations)
     ceiling_rate = (sum(r[0] for r in before) + sum(r[0] for r in after)) / 2
     bare_cpu_rate = statistics.mean(r[1] for r in before + after)
     replay_rate, replay_cpu_rate = sum(r[0] for r in replayed), statistics.mean(r[1] for r in replayed)
@@ -269,6 +304,7 @@ def measure(example: str, layout: str, processes: int, quick: bool, log: Path) -
         "profiled_steps_per_s": round(profiled_rate, 1),
         **{f"share_{name}": round(shares[name], 4) for name in PHASES},
         "split_seconds": round(shares["total_seconds"], 2),
+        "per_process": processes,
     }
 
 
@@ -276,6 +312,7 @@ def examples(out: Path, *, names: list[str], layouts: list[tuple[str, int]], rep
     """Measure every (example, layout); write the CSV and return the Markdown tables."""
     load = LoadTracker()
     rows: list[dict[str, Any]] = []
+    processes: list[dict[str, Any]] = []  # one per process of each run: its ms a generation per phase
     with tempfile.TemporaryDirectory(prefix="hpcne-replay-") as logs:
         for repeat in range(repeats):
             for name in names:
@@ -283,8 +320,10 @@ def examples(out: Path, *, names: list[str], layouts: list[tuple[str, int]], rep
                 if not log.exists():  # one recording per example: the run is the same in every layout
                     _, generations, warmup, _ = EXAMPLES[name]
                     record(name, max(2, generations // 4) + 1 if quick else generations + warmup, log)
-                for layout, processes in layouts:
-                    row = measure(name, layout, processes, quick, log)
+                for layout, count in layouts:
+                    row = measure(name, layout, count, quick, log)
+                    tag = {"example": name, "layout": row["layout"], "repeat": repeat}
+                    processes += [tag | process for process in row.pop("per_process")]
                     rows.append(row | {"repeat": repeat, "load": round(load.sample(), 2)})
                     print(
                         f"  {name}, {row['layout']}, repeat {repeat}: {row['ratio']:.2f} of the ceiling, "
@@ -292,7 +331,29 @@ def examples(out: Path, *, names: list[str], layouts: list[tuple[str, int]], rep
                         flush=True,
                     )
     write_csv(out, rows)
-    return _tables(rows, repeats) + f"\n({load.describe()} during the runs; all runs: {shown(out)})\n"
+    write_csv(out.with_name(f"{out.stem}-processes{out.suffix}"), processes)
+    return (
+        _tables(rows, repeats)
+        + _process_table(processes, repeats)
+        + f"\n({load.describe()} during the runs; all runs: {shown(out)})\n"
+    )
+
+
+def _process_table(processes: list[dict[str, Any]], repeats: int) -> str:
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for row in processes:
+        groups.setdefault((row["example"], row["layout"], row["process"]), []).append(row)
+    lines = [
+        [f"`{name}`", layout, process]
+        + [f"{median(float(r[p]) for r in mine):.1f}" for p in PHASES]
+        + [f"{sum(median(float(r[p]) for r in mine) for p in PHASES):.1f}"]
+        for (name, layout, process), mine in groups.items()
+    ]
+    return (
+        f"\nThe same split per process, ms a generation after the warm-up (medians of {repeats} run(s)); "
+        "communication is what the process's own phases leave of the generation: its messages and its waiting\n\n"
+        + markdown_table(["config", "layout", "process", *PHASES, "generation"], lines)
+    )
 
 
 def _tables(rows: list[dict[str, Any]], repeats: int) -> str:

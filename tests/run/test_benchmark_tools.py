@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 from pathlib import Path
 
@@ -106,3 +107,30 @@ def test_the_cost_outside_the_evaluations_runs_the_example_with_free_evaluations
 
     found = outside_cost(ROOT / "examples" / "cartpole-pgpe.toml", 12)
     assert found["generations"] == 12 and found["ms_per_generation"] > 0
+
+
+def _phases_file(directory: Path, pid: int, role: str, rank: int | None, seconds: dict[str, dict[str, float]]) -> None:
+    record = {"role": role, "rank": rank, "pid": pid, "host": "h", "seconds": seconds, "started": {}}
+    (directory / f"phases-h-{pid}.json").write_text(json.dumps(record))
+
+
+def test_the_split_per_process_names_each_process_and_books_its_waiting_per_generation(tmp_path: Path) -> None:
+    from benchmarks.examples import PHASES, per_process
+
+    warm = {"env.step": 100.0}  # round 0 is the warm-up: left out
+    _phases_file(tmp_path, 30, "worker", None, {"0": warm, "1": {"env.step": 0.5}, "2": {"env.step": 0.7}})
+    _phases_file(tmp_path, 20, "worker", None, {"0": warm, "1": {"env.step": 0.25, "policy": 0.25}})
+    _phases_file(tmp_path, 10, "coordinator", None, {"0": warm, "1": {"searcher update": 0.5}, "2": {"logging": 2.5}})
+    rows = per_process(tmp_path, skip_rounds=1, seconds=2.0, generations=2)
+    assert [row["process"] for row in rows] == ["coordinator", "worker 1", "worker 2"]  # workers in pid order
+    coordinator, first, second = rows
+    assert first["env.step"] == pytest.approx(125.0) and first["communication"] == pytest.approx(750.0)
+    assert second["env.step"] == pytest.approx(600.0) and second["communication"] == pytest.approx(400.0)
+    assert coordinator["searcher update"] == pytest.approx(250.0) and coordinator["communication"] == 0.0
+    assert all(set(row) == {"process", *PHASES} for row in rows)
+
+    mpi = tmp_path / "mpi"
+    mpi.mkdir()
+    _phases_file(mpi, 7, "worker", 1, {"1": {"env.step": 1.0}})
+    _phases_file(mpi, 9, "coordinator", 0, {"1": {"env.step": 1.5}})
+    assert [row["process"] for row in per_process(mpi, 1, 2.0, 1)] == ["rank 0", "rank 1"]
