@@ -203,6 +203,17 @@ def steady_rate(run_dir: Path, warmup: int) -> tuple[float, int, float]:
     return steps / seconds, steps, seconds
 
 
+def _booked(record: dict[str, Any], skip_rounds: int) -> dict[str, float]:
+    """One process's seconds per phase (communication left at 0), rounds before ``skip_rounds`` left out."""
+    booked = dict.fromkeys(PHASES, 0.0)
+    for key, phases in record["seconds"].items():
+        if key.isdigit() and int(key) >= skip_rounds:
+            for name, seconds in phases.items():
+                if name != "communication":
+                    booked[name] = booked.get(name, 0.0) + seconds
+    return booked
+
+
 def split(profile: Path, skip_rounds: int, capacity: float) -> dict[str, float]:
     """Shares of ``capacity`` (processes × seconds) per phase, rounds before ``skip_rounds`` left out.
 
@@ -211,12 +222,8 @@ def split(profile: Path, skip_rounds: int, capacity: float) -> dict[str, float]:
     """
     totals: dict[str, float] = dict.fromkeys(PHASES, 0.0)
     for path in profile.glob("phases-*.json"):
-        record = json.loads(path.read_text())
-        for key, phases in record["seconds"].items():
-            if key.isdigit() and int(key) >= skip_rounds:
-                for name, seconds in phases.items():
-                    if name != "communication":
-                        totals[name] = totals.get(name, 0.0) + seconds
+        for name, seconds in _booked(json.loads(path.read_text()), skip_rounds).items():
+            totals[name] = totals.get(name, 0.0) + seconds
     totals["communication"] = max(0.0, capacity - sum(totals.values()))
     whole = sum(totals.values())
     return {name: seconds / whole for name, seconds in totals.items()} | {"total_seconds": whole}
@@ -240,12 +247,7 @@ def per_process(profile: Path, skip_rounds: int, seconds: float, generations: in
         else:
             workers += 1
             name = f"worker {workers}"
-        booked = dict.fromkeys(PHASES, 0.0)
-        for key, phases in record["seconds"].items():
-            if key.isdigit() and int(key) >= skip_rounds:
-                for phase, spent in phases.items():
-                    if phase != "communication":
-                        booked[phase] = booked.get(phase, 0.0) + spent
+        booked = _booked(record, skip_rounds)
         booked["communication"] = max(0.0, seconds - sum(booked.values()))
         rows.append({"process": name} | {phase: 1000 * spent / generations for phase, spent in booked.items()})
     return rows
